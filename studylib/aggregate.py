@@ -1,0 +1,239 @@
+"""Tables 1-2, statistics and figures from a results folder's per-run CSVs (no training here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .figures import (
+    MODALITY_NAMES,
+    MODALITY_ORDER,
+    distribution_figure,
+    heatmap_figure,
+    save_figure,
+    training_curves_figure,
+)
+from .statistics import paired_comparisons, summarise, summary_table
+
+PAPER_TABLE1_DSC = {"ct": 72.15, "pet": 76.80, "dual": 85.20}
+PAPER_TABLE2_DSC = {("label_a", "label_a"): 80.03, ("label_a", "label_b"): 63.89,
+                    ("label_b", "label_a"): 67.04, ("label_b", "label_b"): 85.96}
+PAPER_KAPPA = 0.66
+TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
+EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
+
+
+def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
+    """Concatenate every finished run's ``per_patient.csv`` (runs without ``summary.json`` are ignored)."""
+    frames = []
+    for summary in sorted(Path(results).glob("runs/*/summary.json")):
+        csv = summary.parent / "per_patient.csv"
+        if csv.exists():
+            frames.append(pd.read_csv(csv))
+    if not frames:
+        raise FileNotFoundError(f"no finished runs under {results}/runs")
+    return pd.concat(frames, ignore_index=True)
+
+
+def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Average repeated seeds per (modality, train label, ground truth, patient): one value per patient."""
+    keys = ["modality", "train_label", "ground_truth", "patient_id"]
+    numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed"])
+    return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()
+
+
+def _fmt(values: pd.Series) -> str:
+    s = summarise(values.to_numpy())
+    return f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f}"
+
+
+def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Modality ablation (paper Table 1) for models trained and tested on ``label``: mean ± SD in %."""
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    rows = []
+    for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
+        g = df[df.modality == m]
+        rows.append({"input": MODALITY_NAMES[m], "modality": m, "n_patients": g.patient_id.nunique(),
+                     **{metric: _fmt(g[metric]) for metric in TABLE1_METRICS if metric in g}})
+    return pd.DataFrame(rows)
+
+
+def table1_extra(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Beyond-paper metrics for the modality ablation: HD95, ASSD (mm), NSD, FP/FN volume (ml), lesion F1."""
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    rows = []
+    for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
+        g = df[df.modality == m]
+        row = {"input": MODALITY_NAMES[m], "modality": m}
+        for metric in EXTRA_METRICS:
+            s = summarise(g[metric].to_numpy())
+            scale = 100 if metric in ("nsd", "lesion_f1", "precision") else 1
+            row[metric] = f"{scale * s['mean']:.2f} ± {scale * s['sd']:.2f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2(per_patient: pd.DataFrame, modality: str = "dual") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Cross-evaluation matrix (paper Table 2): model (train label) x ground truth; text, means, SDs of DSC."""
+    df = per_patient[per_patient.modality == modality]
+    models = sorted(df.train_label.unique())
+    truths = [t for t in sorted(df.ground_truth.unique())]
+    text = pd.DataFrame(index=[f"model {m}" for m in models], columns=[f"GT {t}" for t in truths], dtype=object)
+    mean = pd.DataFrame(index=text.index, columns=text.columns, dtype=float)
+    sd = mean.copy()
+    for m in models:
+        for t in truths:
+            v = df[(df.train_label == m) & (df.ground_truth == t)]["dsc"].to_numpy()
+            s = summarise(v)
+            text.loc[f"model {m}", f"GT {t}"] = f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f}"
+            mean.loc[f"model {m}", f"GT {t}"] = s["mean"]
+            sd.loc[f"model {m}", f"GT {t}"] = s["sd"]
+    return text, mean, sd
+
+
+def modality_tests(per_patient: pd.DataFrame, label: str, metric: str = "dsc") -> pd.DataFrame:
+    """Paired Wilcoxon tests between modalities on the same patients (Holm-corrected)."""
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    present = [m for m in MODALITY_ORDER if m in set(df.modality)]
+    pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
+    return paired_comparisons(df, "modality", pairs, metric, ["patient_id"])
+
+
+def model_tests(per_patient: pd.DataFrame, modality: str = "dual", metric: str = "dsc") -> pd.DataFrame:
+    """Paired tests between model A and model B on each ground truth (Holm-corrected over all)."""
+    df = per_patient[per_patient.modality == modality]
+    models = sorted(df.train_label.unique())
+    frames = []
+    for gt in sorted(df.ground_truth.unique()):
+        sub = df[df.ground_truth == gt]
+        pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+        t = paired_comparisons(sub, "train_label", pairs, metric, ["patient_id"])
+        if len(t):
+            t.insert(0, "ground_truth", gt)
+            frames.append(t)
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    from .statistics import holm
+
+    out["p_holm"] = holm(out["p_value"].to_numpy())
+    return out
+
+
+def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -> dict:
+    """Write every table (CSV), figure (PNG/SVG) and ``aggregate/summary.json`` for a results folder."""
+    results = Path(results)
+    out = results / "aggregate"
+    out.mkdir(parents=True, exist_ok=True)
+    raw = collect_per_patient(results)
+    raw.to_csv(out / "per_patient_all.csv", index=False)
+    pp = seed_mean(raw)
+    labels = sorted(pp.train_label.unique())
+    written: dict = {"tables": {}, "figures": {}}
+    for label in labels:
+        t1 = table1(pp, label)
+        t1.to_csv(out / f"table1_{label}.csv", index=False)
+        table1_extra(pp, label).to_csv(out / f"table1_extra_{label}.csv", index=False)
+        modality_tests(pp, label).to_csv(out / f"table1_tests_{label}.csv", index=False)
+        written["tables"][f"table1_{label}"] = str(out / f"table1_{label}.csv")
+        sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
+        if len(sub):
+            order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
+            fig = distribution_figure(sub, "dsc", "modality", order=order, title=f"3D DSC per patient, trained and tested on {label}")
+            written["figures"][f"dsc_by_modality_{label}"] = [str(p) for p in save_figure(fig, out / f"dsc_by_modality_{label}", figure_formats)]
+    if "dual" in set(pp.modality) and len(labels) > 1:
+        text, mean, sd = table2(pp)
+        text.to_csv(out / "table2.csv")
+        mean.to_csv(out / "table2_mean.csv")
+        sd.to_csv(out / "table2_sd.csv")
+        model_tests(pp).to_csv(out / "table2_tests.csv", index=False)
+        fig = heatmap_figure(mean, sd, "Cross-evaluation (dual input): 3D DSC, %")
+        written["figures"]["table2_heatmap"] = [str(p) for p in save_figure(fig, out / "table2_heatmap", figure_formats)]
+        dual = pp[pp.modality == "dual"]
+        fig = distribution_figure(dual, "dsc", "ground_truth", hue="train_label", title="3D DSC per patient by model and ground truth")
+        written["figures"]["dsc_by_model"] = [str(p) for p in save_figure(fig, out / "dsc_by_model", figure_formats)]
+    logs = {}
+    for log in sorted(results.glob("runs/*__fold0__seed*/training_log.csv")):
+        logs[log.parent.name.split("__fold")[0]] = pd.read_csv(log)
+    if logs:
+        fig = training_curves_figure(logs, "Training curves (fold 0)")
+        written["figures"]["training_curves"] = [str(p) for p in save_figure(fig, out / "training_curves", figure_formats)]
+    summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
+    summary.to_csv(out / "summary_statistics.csv", index=False)
+    written["n_runs"] = int(raw.run_id.nunique())
+    written["n_patients"] = int(raw.patient_id.nunique())
+    written["empty_predictions"] = int(pp.get("empty_prediction", pd.Series(dtype=float)).fillna(0).astype(bool).sum())
+    (out / "summary.json").write_text(json.dumps(written, indent=1))
+    return written
+
+
+def numbers_in_table(table: pd.DataFrame) -> list[float]:
+    """Every number printed in a 'mean ± SD' table (for checks that no cell is NaN or a placeholder)."""
+    values = []
+    for cell in table.select_dtypes(exclude="number").to_numpy().ravel():
+        if isinstance(cell, str) and "±" in cell:
+            values += [float(x) for x in cell.split("±")]
+    return values
+
+
+def is_complete(table: pd.DataFrame) -> bool:
+    """True when every 'mean ± SD' cell holds finite numbers."""
+    values = numbers_in_table(table)
+    return bool(values) and bool(np.all(np.isfinite(values)))
+
+
+def choose_figure_patient(results: Path, cohort) -> str:
+    """A test patient with a metal implant when there is one (paper Fig. 2), else the first one."""
+    candidates = sorted({p.name.removesuffix(".nii.gz") for p in results.glob("runs/dual__*__fold*__seed*/predictions/*.nii.gz")})
+    for pid in candidates:
+        if cohort.patient(pid).read_meta().get("implant"):
+            return pid
+    if not candidates:
+        raise FileNotFoundError("no dual-input predictions to draw")
+    return candidates[0]
+
+
+def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "svg")) -> dict:
+    """Fig. 2 analogue (GT A + model A red, GT B + model B blue) and Fig. 3 analogue (model A vs B)."""
+    import SimpleITK as sitk
+
+    from .cohort import load_cohort
+    from .figures import model_comparison_figure, overlay_figure, registration_qa_figure
+    from .imageio import read_image
+    from .preprocessing import load_native
+    from .registration import resample_to, transform_from_record
+
+    results = Path(results)
+    out = results / "aggregate"
+    cohort = load_cohort(results / "cohort" if (results / "cohort" / "cohort.json").exists()
+                         else json.loads((results / "study.json").read_text())["cohort"])
+    pid = choose_figure_patient(results, cohort)
+    record = cohort.patient(pid)
+    ct = read_image(record.images["ct"], pid, "CT")
+    pet = read_image(record.images["pet"], pid, "PT")
+    meta = json.loads((results / "cache" / pid / "meta.json").read_text())
+    transform = transform_from_record(meta["registration"])
+    pet_on_ct = sitk.GetArrayFromImage(resample_to(pet, ct, transform))
+    ct_arr = sitk.GetArrayFromImage(ct)
+    labels, _ = load_native(results / "cache", pid)
+    preds = {}
+    for run in sorted(results.glob(f"runs/dual__*__fold*__seed*/predictions/{pid}.nii.gz")):
+        label = run.parent.parent.name.split("__")[1]
+        preds.setdefault(label, sitk.GetArrayFromImage(sitk.ReadImage(str(run))).astype(bool))
+    written = {"patient": pid}
+    gts = {k: labels[k] for k in preds if k in labels}
+    fig = overlay_figure(ct_arr, pet_on_ct, gts, preds, title=f"{pid} ({record.read_meta().get('implant') or 'no implant'})")
+    written["figure2"] = [str(p) for p in save_figure(fig, out / "figure2_overlay", figure_formats)]
+    if "label_a" in preds and "label_b" in preds:
+        fig = model_comparison_figure(ct_arr, pet_on_ct, preds["label_a"], preds["label_b"], title=pid)
+        written["figure3"] = [str(p) for p in save_figure(fig, out / "figure3_models", figure_formats)]
+    identity = sitk.GetArrayFromImage(resample_to(pet, ct))
+    z = int(np.argmax(next(iter(gts.values())).reshape(ct_arr.shape[0], -1).sum(1))) if gts else ct_arr.shape[0] // 2
+    fig = registration_qa_figure(ct_arr, identity, pet_on_ct, z, f"{pid}: PET on CT before/after registration")
+    written["registration_qa"] = [str(p) for p in save_figure(fig, out / "registration_qa", figure_formats)]
+    (out / "figures.json").write_text(json.dumps(written, indent=1))
+    return written

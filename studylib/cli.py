@@ -1,0 +1,116 @@
+"""Command line: ``python -m studylib {synth,cohort,prepare,study,predict,report}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _synth(args) -> int:
+    from .synthetic import generate_cohort
+
+    out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite)
+    print(f"synthetic cohort written to {out}")
+    return 0
+
+
+def _cohort_init(args) -> int:
+    from .cohort import init_cohort
+
+    labels = {}
+    for item in args.label or []:
+        if "=" not in item:
+            raise SystemExit(f"--label takes NAME=FILE, got '{item}'")
+        name, fname = item.split("=", 1)
+        labels[name] = fname
+    spec, skipped = init_cohort(args.dir, args.ct, args.pet, labels, args.out, mri=args.mri, name=args.name,
+                                require_all_labels=not args.allow_missing_labels)
+    print(f"{len(spec['patients'])} patients -> {args.out}")
+    for line in skipped:
+        print(f"skipped {line}")
+    return 0
+
+
+def _study(args) -> int:
+    from .study import run_study
+
+    record = run_study(args.profile, args.out, args.cohort, args.jobs)
+    print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done", "wall_seconds")}, indent=1))
+    return 1 if record["failed"] else 0
+
+
+def _predict(args) -> int:
+    from .predict import predict_cohort
+
+    table = predict_cohort(args.model, args.cohort, args.out, patients=args.patient, save_probabilities=args.probabilities)
+    print(f"predictions written to {args.out}" + (f"; metrics in {Path(args.out) / 'metrics.csv'}" if table is not None else ""))
+    return 0
+
+
+def _report(args) -> int:
+    from .report import render_report
+
+    path = render_report(args.results, force_fallback=args.fallback)
+    print(f"report: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m studylib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate the synthetic PET-CT osteomyelitis cohort")
+    p.add_argument("--out", required=True)
+    p.add_argument("--patients", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", default="paper", choices=["paper", "quick"])
+    p.add_argument("--mri", action="store_true", help="also generate a STIR-like MRI channel")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("cohort", help="cohort descriptions")
+    csub = p.add_subparsers(dest="cohort_command", required=True)
+    c = csub.add_parser("init", help="map a folder of patient folders into cohort.json (no copying)")
+    c.add_argument("dir")
+    c.add_argument("--ct", required=True)
+    c.add_argument("--pet", required=True)
+    c.add_argument("--mri")
+    c.add_argument("--label", action="append", help="NAME=FILE (repeatable)")
+    c.add_argument("--name")
+    c.add_argument("--out", required=True)
+    c.add_argument("--allow-missing-labels", action="store_true")
+    c.set_defaults(func=_cohort_init)
+
+    p = sub.add_parser("study", help="run the whole study grid and aggregate")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--cohort", help="cohort.json (default: the profile's synthetic cohort)")
+    p.add_argument("--out", default="results/quick")
+    p.add_argument("--jobs", type=int, default=1)
+    p.set_defaults(func=_study)
+
+    p = sub.add_parser("predict", help="apply a trained run's model to a cohort or patient")
+    p.add_argument("--model", required=True, help="a run folder (holds best.pt and params.json)")
+    p.add_argument("--cohort", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--patient", action="append", help="only these patients (repeatable)")
+    p.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("report", help="render the report from a results folder")
+    p.add_argument("--results", default="results/quick")
+    p.add_argument("--fallback", action="store_true", help="use the fallback renderer even if quarto exists")
+    p.set_defaults(func=_report)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Reading and writing medical images (NIfTI or DICOM series) with clear errors and atomic writes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+class ImageReadError(ValueError):
+    """An image could not be read or holds invalid values; the message names patient and file."""
+
+
+def read_image(path: str | os.PathLike, patient_id: str = "?", modality: str | None = None) -> sitk.Image:
+    """Read a NIfTI/MHA file or a DICOM series folder (PET converted to SUV) as a SimpleITK image."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"patient {patient_id}: file not found: {path}")
+    if path.is_dir():
+        from .dicom import read_dicom_series
+
+        return read_dicom_series(path, modality=modality, patient_id=patient_id)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        raise ImageReadError(f"patient {patient_id}: cannot read {path} (unreadable or truncated: {first})") from err
+    return image
+
+
+def check_finite(image: sitk.Image, patient_id: str, path: str | os.PathLike) -> np.ndarray:
+    """Return the image's array, refusing NaN or infinite voxels."""
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ImageReadError(f"patient {patient_id}: {path} has {bad} NaN/inf voxels")
+    return array
+
+
+def check_binary_mask(image: sitk.Image, patient_id: str, path: str | os.PathLike) -> sitk.Image:
+    """Refuse masks with values other than 0/1 and return the mask as uint8."""
+    array = sitk.GetArrayViewFromImage(image)
+    values = np.unique(array)
+    if not np.isin(values, [0, 1]).all():
+        shown = ", ".join(f"{v:g}" for v in values[:6])
+        raise ImageReadError(f"patient {patient_id}: mask {path} is not binary (values {shown}...)")
+    return sitk.Cast(image, sitk.sitkUInt8)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> None:
+    """Write an image atomically: a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    tmp = path.with_name(f".{path.name.removesuffix(suffix)}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def image_from_array(array: np.ndarray, reference: sitk.Image | dict) -> sitk.Image:
+    """Wrap a (z, y, x) array as an image with the geometry of ``reference`` (an image or a grid dict)."""
+    image = sitk.GetImageFromArray(array)
+    if isinstance(reference, sitk.Image):
+        image.CopyInformation(reference)
+    else:
+        image.SetOrigin(tuple(float(v) for v in reference["origin"]))
+        image.SetSpacing(tuple(float(v) for v in reference["spacing"]))
+        image.SetDirection(tuple(float(v) for v in reference.get("direction", np.eye(3).ravel())))
+    return image
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
+    """True when two images share size, spacing, origin and direction (within ``tol`` mm)."""
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
+    )

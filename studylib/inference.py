@@ -1,0 +1,58 @@
+"""3D inference: predict every axial slice, map back to the CT grid, restack, threshold, write NIfTI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from .imageio import image_from_array, write_image
+from .preprocessing import restore_slices
+
+
+@torch.no_grad()
+def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int], batch_size: int = 32,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
+    """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S)."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    out = []
+    autocast = device.type == "cuda"
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size][:, channel_index])).to(device).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x)
+        out.append(torch.sigmoid(logits.float())[:, 0].cpu())
+    return torch.cat(out) if out else torch.zeros((0,) + tuple(images.shape[-2:]))
+
+
+def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: dict,
+                       batch_size: int = 32, device="cpu") -> np.ndarray:
+    """3D probability map on the CT grid (z, y, x) from a cached patient's slices."""
+    probs = predict_slices(model, images, channel_index, batch_size, device)
+    size_x, size_y = ct_geometry["size"][0], ct_geometry["size"][1]
+    return restore_slices(probs, (size_y, size_x)).astype(np.float32)
+
+
+def geometry_image(array: np.ndarray, ct_geometry: dict) -> sitk.Image:
+    """Wrap an array with the CT's exact size, spacing, origin and direction."""
+    expected = tuple(ct_geometry["size"][::-1])
+    if array.shape != expected:
+        raise ValueError(f"array {array.shape} does not match the CT grid {expected}")
+    return image_from_array(array, ct_geometry)
+
+
+def write_prediction(probabilities: np.ndarray, ct_geometry: dict, out_dir: str | os.PathLike, name: str,
+                     threshold: float = 0.5, save_probabilities: bool = False) -> Path:
+    """Write ``<name>.nii.gz`` (uint8 mask at ``threshold``) and optionally ``<name>_prob.nii.gz``."""
+    out_dir = Path(out_dir)
+    mask = (probabilities >= threshold).astype(np.uint8)
+    path = out_dir / f"{name}.nii.gz"
+    write_image(geometry_image(mask, ct_geometry), path)
+    if save_probabilities:
+        write_image(geometry_image(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")
+    return path

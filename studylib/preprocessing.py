@@ -1,0 +1,276 @@
+"""Paper preprocessing (section 4.2): PET onto the CT grid, bone window, min-max, axial slices, 2D cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from .imageio import ImageReadError, check_binary_mask, check_finite, read_image, same_grid
+from .registration import RegistrationResult, register_pet_to_ct, resample_to
+
+EPSILON = 1e-8
+
+
+def window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
+    """Clip HU to [level - width/2, level + width/2] (paper eq. 7)."""
+    return np.clip(hu, level - width / 2, level + width / 2)
+
+
+def min_max(volume: np.ndarray, eps: float = EPSILON) -> np.ndarray:
+    """Scale a volume to [0, 1] by its own minimum and maximum (paper eq. 8)."""
+    volume = volume.astype(np.float32, copy=False)
+    lo, hi = float(volume.min()), float(volume.max())
+    return (volume - lo) / (hi - lo + eps)
+
+
+def bone_window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
+    """CT bone window then min-max to [0, 1] (paper eqs. 7-8)."""
+    return min_max(window(hu, width, level))
+
+
+def zscore(volume: np.ndarray, mask: np.ndarray | None = None, eps: float = EPSILON) -> np.ndarray:
+    """Zero mean, unit variance, statistics taken inside ``mask`` (the body) when given."""
+    values = volume[mask] if mask is not None and mask.any() else volume
+    return ((volume - values.mean()) / (values.std() + eps)).astype(np.float32)
+
+
+def normalise_pet(suv: np.ndarray, method: str = "minmax", clip_suv: float = 10.0,
+                  body: np.ndarray | None = None) -> np.ndarray:
+    """PET intensity normalisation: 'minmax' per volume (paper), 'clip' SUV to [0, clip_suv], or 'zscore'."""
+    if method == "minmax":
+        return min_max(suv)
+    if method == "clip":
+        return (np.clip(suv, 0, clip_suv) / clip_suv).astype(np.float32)
+    if method == "zscore":
+        return zscore(suv, body)
+    raise ValueError(f"unknown PET normalisation '{method}' (minmax, clip, zscore)")
+
+
+def body_mask(ct_hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
+    """Voxels inside the patient: above ``threshold`` HU, holes filled slice by slice."""
+    from scipy import ndimage
+
+    mask = ct_hu > threshold
+    return np.stack([ndimage.binary_fill_holes(s) for s in mask])
+
+
+@dataclass
+class PreprocessConfig:
+    """How volumes become network inputs (defaults: the paper)."""
+
+    image_size: int = 224
+    ct_width: float = 1500.0
+    ct_level: float = 350.0
+    ct_norm: str = "window_minmax"
+    pet_norm: str = "minmax"
+    pet_clip_suv: float = 10.0
+    mri_norm: str = "minmax"
+    registration: str = "rigid"
+    background_fraction: float = 0.0
+
+    def cache_key(self) -> dict:
+        """Parameters that change the cached slices (background selection happens later)."""
+        d = asdict(self)
+        d.pop("background_fraction")
+        return d
+
+
+@dataclass
+class PatientOnCT:
+    """One patient with every channel and label on the CT grid (arrays z, y, x)."""
+
+    patient_id: str
+    ct_image: sitk.Image
+    channels: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    registration: RegistrationResult
+    pet_native: sitk.Image | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Voxel spacing in (z, y, x) order, mm."""
+        return tuple(self.ct_image.GetSpacing()[::-1])
+
+
+def _read_label(source: str, ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform, patient_id: str,
+                name: str) -> np.ndarray:
+    """A label as a uint8 array on the CT grid (NIfTI on CT or PET grid, or an RTSTRUCT ROI)."""
+    if source.startswith("rtstruct:"):
+        from .dicom import rasterise_rtstruct
+
+        _, roi, path = source.split(":", 2)
+        return rasterise_rtstruct(path, ct, roi)
+    mask = check_binary_mask(read_image(source, patient_id), patient_id, source)
+    if same_grid(mask, ct):
+        return sitk.GetArrayFromImage(mask)
+    if same_grid(mask, pet):
+        return sitk.GetArrayFromImage(resample_to(mask, ct, transform, is_mask=True))
+    raise ImageReadError(f"patient {patient_id}: label '{name}' ({source}) is on neither the CT nor the PET grid")
+
+
+def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0, labels: list[str] | None = None,
+                       keep_pet_native: bool = False) -> PatientOnCT:
+    """Read CT, PET (+MRI) and labels, register PET to CT and resample everything onto the CT grid."""
+    pid = record.patient_id
+    ct = read_image(record.images["ct"], pid, "CT")
+    check_finite(ct, pid, record.images["ct"])
+    pet = read_image(record.images["pet"], pid, "PT")
+    pet_array = check_finite(pet, pid, record.images["pet"])
+    if float(pet_array.max()) - float(pet_array.min()) <= 0:
+        raise ImageReadError(f"patient {pid}: PET {record.images['pet']} is constant ({float(pet_array.max()):g})")
+    reg = register_pet_to_ct(ct, pet, mode=registration, seed=seed)
+    channels = {
+        "ct": sitk.GetArrayFromImage(ct).astype(np.float32),
+        "pet": sitk.GetArrayFromImage(resample_to(pet, ct, reg.transform)),
+    }
+    if "mri" in record.images:
+        mri = read_image(record.images["mri"], pid, "MR")
+        check_finite(mri, pid, record.images["mri"])
+        # MRI is assumed registered to CT by its scanner frame; a rigid MI step could be added the same way
+        channels["mri"] = sitk.GetArrayFromImage(resample_to(mri, ct))
+    wanted = labels if labels is not None else list(record.labels)
+    label_arrays = {name: _read_label(record.label_path(name), ct, pet, reg.transform, pid, name) for name in wanted}
+    return PatientOnCT(pid, ct, channels, label_arrays, reg, pet if keep_pet_native else None)
+
+
+def normalise_channels(patient: PatientOnCT, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    """Each channel scaled as configured (CT bone window + min-max, PET min-max per volume by default)."""
+    ct = patient.channels["ct"]
+    body = body_mask(ct)
+    out = {}
+    if config.ct_norm == "window_minmax":
+        out["ct"] = bone_window(ct, config.ct_width, config.ct_level)
+    elif config.ct_norm == "zscore":
+        out["ct"] = zscore(window(ct, config.ct_width, config.ct_level), body)
+    else:
+        raise ValueError(f"unknown CT normalisation '{config.ct_norm}'")
+    out["pet"] = normalise_pet(patient.channels["pet"], config.pet_norm, config.pet_clip_suv, body)
+    if "mri" in patient.channels:
+        out["mri"] = min_max(patient.channels["mri"]) if config.mri_norm == "minmax" else zscore(patient.channels["mri"], body)
+    return out
+
+
+def resize_slices(volume: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
+    """Resize axial slices (z, [C,] H, W) to size x size: bilinear (antialiased) images, nearest masks."""
+    squeeze = volume.ndim == 3
+    tensor = torch.from_numpy(np.ascontiguousarray(volume[:, None] if squeeze else volume)).float()
+    if tuple(tensor.shape[-2:]) == (size, size):
+        out = tensor
+    elif is_mask:
+        out = F.interpolate(tensor, size=(size, size), mode="nearest-exact")
+    else:
+        antialias = size < tensor.shape[-1]
+        out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
+    out = out[:, 0] if squeeze else out
+    return out.numpy().astype(np.uint8 if is_mask else np.float32)
+
+
+def restore_slices(probabilities: torch.Tensor | np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+    """Map (z, S, S) probabilities back to the CT slice size (z, H, W) with bilinear interpolation."""
+    tensor = torch.as_tensor(probabilities).float()[:, None]
+    if tuple(tensor.shape[-2:]) != tuple(shape_hw):
+        tensor = F.interpolate(tensor, size=tuple(shape_hw), mode="bilinear", align_corners=False)
+    return tensor[:, 0].numpy()
+
+
+def file_digest(paths: list[str]) -> str:
+    """SHA-1 over the bytes of input files (DICOM folders: over their sorted files)."""
+    h = hashlib.sha1()
+    for p in paths:
+        path = Path(p.split(":", 2)[-1] if p.startswith("rtstruct:") else p)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                h.update(f.name.encode())
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class CachedPatient:
+    """Preprocessed 2D slices of one patient: images (z, C, S, S) float16, labels (z, L, S, S) uint8."""
+
+    patient_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    channel_names: list[str]
+    label_names: list[str]
+    meta: dict
+
+    def channel_index(self, channels: list[str]) -> list[int]:
+        """Positions of the named channels in ``images``."""
+        missing = [c for c in channels if c not in self.channel_names]
+        if missing:
+            raise KeyError(f"patient {self.patient_id}: no channel {missing} (has {self.channel_names})")
+        return [self.channel_names.index(c) for c in channels]
+
+
+def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0) -> CachedPatient:
+    """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists."""
+    folder = Path(cache_dir) / record.patient_id
+    sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
+    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 1}
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            return CachedPatient(record.patient_id, np.load(folder / "images.npy", mmap_mode="r"),
+                                 np.load(folder / "labels.npy", mmap_mode="r"), meta["channels"], meta["labels"], meta)
+    patient = load_patient_on_ct(record, config.registration, seed)
+    norm = normalise_channels(patient, config)
+    channel_names = [c for c in ("ct", "pet", "mri") if c in norm]
+    label_names = sorted(patient.labels)
+    images = np.stack([resize_slices(norm[c], config.image_size) for c in channel_names], axis=1).astype(np.float16)
+    labels = np.stack([resize_slices(patient.labels[k], config.image_size, is_mask=True) for k in label_names], axis=1)
+    ct = patient.ct_image
+    meta = {
+        "key": key, "patient_id": record.patient_id, "channels": channel_names, "labels": label_names,
+        "ct_geometry": {"size": list(ct.GetSize()), "spacing": list(ct.GetSpacing()), "origin": list(ct.GetOrigin()),
+                        "direction": list(ct.GetDirection())},
+        "registration": patient.registration.as_dict(),
+        "label_slices": {k: [int(i) for i in np.flatnonzero(patient.labels[k].any(axis=(1, 2)))] for k in label_names},
+        "label_voxels": {k: int(patient.labels[k].sum()) for k in label_names},
+    }
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "images.npy", images)
+    np.save(tmp / "labels.npy", labels)
+    # native-grid labels and body mask for exact 3D evaluation on the CT grid
+    np.savez_compressed(tmp / "native.npz", body=body_mask(patient.channels["ct"]),
+                        **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names})
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return CachedPatient(record.patient_id, images, labels, channel_names, label_names, meta)
+
+
+def load_native(cache_dir: str | os.PathLike, patient_id: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The CT-grid labels and body mask saved with a patient's cache."""
+    with np.load(Path(cache_dir) / patient_id / "native.npz") as data:
+        labels = {k.removeprefix("label__"): data[k] for k in data.files if k.startswith("label__")}
+        return labels, data["body"]
+
+
+def select_training_slices(cached: CachedPatient, label: str, background_fraction: float,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Slices with the training label (the paper), plus a fraction of lesion-free slices (an ablation)."""
+    li = cached.label_names.index(label)
+    has = np.asarray(cached.labels[:, li]).reshape(len(cached.labels), -1).any(axis=1)
+    positive = np.flatnonzero(has)
+    negative = np.flatnonzero(~has)
+    n_bg = int(round(background_fraction * len(negative)))
+    chosen = rng.choice(negative, size=n_bg, replace=False) if n_bg else np.array([], int)
+    return np.sort(np.concatenate([positive, chosen]).astype(int))

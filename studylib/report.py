@@ -1,0 +1,376 @@
+"""The report: Markdown pieces built from a results folder, and rendering (Quarto, or a fallback renderer).
+
+The Quarto document (``report/index.qmd``) holds prose and thin calls into this module; nothing here trains.
+When ``quarto`` is not on PATH, the same document is parsed into a notebook, executed with nbclient and
+exported to a self-contained HTML file with nbconvert (the fallback), with Quarto's cross-references
+(``@fig-...``, ``@tbl-...``) numbered the way Quarto numbers them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import aggregate as agg
+from .config import MODALITY_CHANNELS, Profile, load_profile
+from .figures import MODALITY_NAMES
+
+REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
+
+
+def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
+    """A pipe table (no extra dependency)."""
+    if index:
+        df = df.reset_index()
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ReportContext:
+    """Everything the report reads: per-patient metrics, run records, the profile, the study record."""
+
+    results: Path
+    per_patient: pd.DataFrame
+    summaries: list[dict]
+    profile: Profile
+    study: dict
+    agreement: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, results: str | os.PathLike) -> ReportContext:
+        """Read a results folder written by ``python -m studylib study``."""
+        results = Path(results).resolve()
+        if not (results / "runs").exists():
+            raise FileNotFoundError(f"{results} holds no runs: run `python -m studylib study` first")
+        per_patient = agg.seed_mean(agg.collect_per_patient(results))
+        summaries = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/summary.json"))]
+        study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
+        profile = load_profile(summaries[0]["params"]["profile"])
+        agreement_path = results / "cohort_qa" / "agreement.json"
+        agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
+        return cls(results, per_patient, summaries, profile, study, agreement)
+
+    @property
+    def labels(self) -> list[str]:
+        """Training labels present in the runs."""
+        return sorted(self.per_patient.train_label.unique())
+
+
+def abstract(ctx: ReportContext) -> str:
+    """Abstract with every number filled in from the results."""
+    pp = ctx.per_patient
+    label = "label_a" if "label_a" in ctx.labels else ctx.labels[0]
+    sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
+    means = sub.groupby("modality")["dsc"].mean()
+    parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in agg.MODALITY_ORDER if m in means]
+    n_pat = pp.patient_id.nunique()
+    text = (f"We re-ran the paper's design on the cohort `{Path(ctx.study.get('cohort', '?')).name}` "
+            f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
+            f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
+            f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
+    if len(ctx.labels) > 1 and "dual" in set(pp.modality):
+        _, mean, _ = agg.table2(pp)
+        cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
+        text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."
+    if ctx.agreement:
+        text += (f" The two raters agree with Dice {ctx.agreement['dice_ab_mean']:.2f} and voxel kappa "
+                 f"{ctx.agreement['kappa_voxel_mean']:.2f} (paper: kappa {agg.PAPER_KAPPA}).")
+    return text + "\n"
+
+
+def methods_table(ctx: ReportContext) -> str:
+    """Methods as run, read from the profile."""
+    p = ctx.profile
+    pre, model, train = p.preprocess, p.model, p.train
+    s0 = ctx.summaries[0]
+    rows = [
+        ("PET to CT", f"{pre.registration} registration (Mattes MI), linear resampling onto the CT grid; masks nearest"),
+        ("CT", f"bone window W={pre.ct_width:g}, L={pre.ct_level:g} HU, then min-max to [0,1] ({pre.ct_norm})"),
+        ("PET", f"{pre.pet_norm} per volume"),
+        ("Slices", f"axial, resized to {pre.image_size}x{pre.image_size} (bilinear; masks nearest); "
+                   f"lesion-free training slices kept: {100 * pre.background_fraction:g}%"),
+        ("Model", f"{model.arch}, widths {model.widths}, bottleneck {model.bottleneck}, "
+                  f"{s0.get('n_parameters', 0) / 1e6:.2f} M parameters"),
+        ("Loss", f"lambda*Dice + (1-lambda)*BCE, lambda = {train.dice_weight}"),
+        ("Optimiser", f"Adam lr {train.lr:g}, betas {tuple(train.betas)}, weight decay {train.weight_decay:g}, "
+                      f"cosine annealing over {train.epochs} epochs, batch {train.batch_size}, "
+                      f"early stopping patience {train.patience} on validation loss"),
+        ("Augmentation", f"flips p={train.augment.flip_p}, rotation ±{train.augment.rotation_deg:g}°, scale "
+                         f"±{100 * train.augment.scale:g}%, translation ±{100 * train.augment.translation:g}%, "
+                         f"shear ±{train.augment.shear_deg:g}°"),
+        ("Evaluation", f"every axial slice predicted, restacked on the CT grid, threshold 0.5; per-patient 3D metrics, "
+                       f"NSD tolerance {p.study.nsd_tolerance_mm:g} mm"),
+        ("Grid", f"modalities {p.study.modalities} x labels {ctx.labels} x {p.study.folds} folds x seeds {p.study.seeds}"),
+    ]
+    return markdown_table(pd.DataFrame(rows, columns=["step", "as run"]))
+
+
+def departures_table(ctx: ReportContext) -> str:
+    """Profile departures from the paper with their reasons."""
+    if not ctx.profile.departures:
+        return "The profile uses the paper's settings throughout.\n"
+    return markdown_table(pd.DataFrame(list(ctx.profile.departures.items()), columns=["setting", "why it differs"]))
+
+
+def specificity_note() -> str:
+    """Why voxel specificity is ~1 and what we report beside it."""
+    return ("**On specificity.** Voxel specificity TN/(TN+FP) over a whole CT volume is close to 1 for any model, "
+            "because true-negative voxels outnumber lesion voxels by three to four orders of magnitude; it cannot "
+            "produce the paper's 82-94 %. We report it paper-literally (whole volume), within the body mask, and "
+            "always beside the false-positive volume in ml, which is what separates the models.\n")
+
+
+def data_section(ctx: ReportContext) -> str:
+    """Cohort description and the synthetic cohort's stated assumptions."""
+    cohort_json = Path(ctx.study.get("cohort", ctx.results / "cohort" / "cohort.json"))
+    spec = json.loads(cohort_json.read_text()) if cohort_json.exists() else {}
+    lines = [f"Cohort **{spec.get('name', cohort_json.parent.name)}**: {len(spec.get('patients', {}))} patients; "
+             f"labels: " + "; ".join(f"`{k}`: {v}" for k, v in spec.get("labels", {}).items()) + ".\n"]
+    synth = spec.get("synthetic")
+    if synth:
+        lines.append("This cohort is **synthetic**; it is not the paper's private cohort. Its assumptions, stated plainly:\n")
+        lines += [f"- **{k}**: {v}" for k, v in synth["assumptions"].items()]
+        manifest = cohort_json.parent / "manifest.csv"
+        if manifest.exists():
+            m = pd.read_csv(manifest)
+            keep = [c for c in ("patient_id", "site", "implant", "confounders", "n_foci", "truth_ml", "label_a_ml",
+                                "label_b_ml", "suvmax") if c in m]
+            lines.append("\nPer-patient summary:\n\n" + markdown_table(m[keep]))
+    return "\n".join(lines) + "\n"
+
+
+def agreement_table(ctx: ReportContext) -> str:
+    """Rater agreement summary."""
+    a = ctx.agreement
+    if not a or "dice_ab_mean" not in a:
+        return "The cohort has a single label: no rater agreement to report.\n"
+    table = pd.read_csv(ctx.results / "cohort_qa" / "agreement.csv")
+    rows = [(name, f"{table[col].mean():.3f} ± {table[col].std(ddof=1):.3f}") for name, col in (
+        ("Dice(A, B)", "dice_ab"), ("voxel kappa, whole volume", "kappa_voxel"), ("voxel kappa, body", "kappa_voxel_body"),
+        ("volume A (ml)", "volume_a_ml"), ("volume B (ml)", "volume_b_ml"), ("fraction of B inside A", "fraction_b_inside_a"))]
+    pk = a.get("patient_level_kappa")
+    rows.append(("patient-level kappa", "n/a (no lesion-free patient)" if pk is None or pk != pk else f"{pk:.3f}"))
+    return markdown_table(pd.DataFrame(rows, columns=["agreement", "value"]))
+
+
+def table1_markdown(ctx: ReportContext) -> str:
+    """Table 1 for each training label, with the paper's Dice beside ours."""
+    out = []
+    for label in ctx.labels:
+        t = agg.table1(ctx.per_patient, label).drop(columns=["modality"])
+        t.insert(2, "paper Dice (%)", [f"{agg.PAPER_TABLE1_DSC.get(m, float('nan')):.2f}" if m in agg.PAPER_TABLE1_DSC else "-"
+                                       for m in agg.table1(ctx.per_patient, label).modality])
+        out.append(f"**Trained and tested on `{label}`**\n\n" + markdown_table(t))
+    return "\n".join(out)
+
+
+def table1_extra_markdown(ctx: ReportContext) -> str:
+    """Beyond-paper metrics per modality."""
+    return "\n".join(f"**`{label}`**\n\n" + markdown_table(agg.table1_extra(ctx.per_patient, label).drop(columns=["modality"]))
+                     for label in ctx.labels)
+
+
+def tests_markdown(ctx: ReportContext) -> str:
+    """Paired tests between modalities and between models."""
+    parts = []
+    for label in ctx.labels:
+        t = agg.modality_tests(ctx.per_patient, label)
+        if len(t):
+            parts.append(f"**Modalities, `{label}`**\n\n" + markdown_table(
+                t[["group_a", "group_b", "n_pairs", "mean_difference", "p_value", "p_holm", "rank_biserial"]]))
+    if len(ctx.labels) > 1:
+        t = agg.model_tests(ctx.per_patient)
+        if len(t):
+            parts.append("**Model A vs model B (dual input)**\n\n" + markdown_table(
+                t[["ground_truth", "group_a", "group_b", "n_pairs", "mean_difference", "p_value", "p_holm", "rank_biserial"]]))
+    return "\n".join(parts) or "Too few paired patients for tests.\n"
+
+
+def table2_markdown(ctx: ReportContext) -> str:
+    """Cross-evaluation matrix with the paper's values in brackets."""
+    if len(ctx.labels) < 2 or "dual" not in set(ctx.per_patient.modality):
+        return "Needs two training labels and the dual input.\n"
+    text, _, _ = agg.table2(ctx.per_patient)
+    for model in text.index:
+        for gt in text.columns:
+            paper = agg.PAPER_TABLE2_DSC.get((model.removeprefix("model "), gt.removeprefix("GT ")))
+            if paper is not None:
+                text.loc[model, gt] = f"{text.loc[model, gt]} [{paper:.2f}]"
+    return markdown_table(text, index=True)
+
+
+def comparison_sentence(ctx: ReportContext) -> str:
+    """Why our numbers can differ from the paper's."""
+    return ("**Beside the paper.** The paper's numbers come from a private 20-patient clinical cohort with two human "
+            "raters; ours come from the cohort named above under the profile's settings. Differences in cohort "
+            "(synthetic physics and simulated raters, or another disease), in resolution and network size "
+            "(see the departures table) and in the label definitions are expected to change the absolute values; "
+            "the design (modality ablation, cross-evaluation, patient-level 3D metrics) is what is reproduced.\n")
+
+
+def show_figure(ctx: ReportContext, stem: str):
+    """Display a figure written by the aggregate stage (the first file whose name starts with ``stem``)."""
+    from IPython.display import Image, display
+
+    candidates = sorted((ctx.results / "aggregate").glob(f"{stem}*.png"))
+    if not candidates:
+        print(f"(figure {stem} not produced by this results folder)")
+        return None
+    return display(Image(filename=str(candidates[0])))
+
+
+def real_data_section(ctx: ReportContext) -> str:
+    """Table 1 on the real PET/CT cohort when its results folder exists (``PETCT_REAL_RESULTS`` or a sibling)."""
+    candidates = [os.environ.get("PETCT_REAL_RESULTS", ""), str(ctx.results.parent / "real")]
+    for c in candidates:
+        if c and (Path(c) / "runs").exists() and Path(c).resolve() != ctx.results:
+            real = agg.seed_mean(agg.collect_per_patient(c))
+            parts = [f"Results folder `{c}` ({real.patient_id.nunique()} patients)."]
+            for label in sorted(real.train_label.unique()):
+                parts.append(f"\n**Trained and tested on `{label}`**\n\n" + markdown_table(agg.table1(real, label).drop(columns=["modality"])))
+            return "\n".join(parts) + "\n"
+    return "No real-cohort results folder was found next to this one (run the study with `--cohort` on a real cohort).\n"
+
+
+def reproducibility_section(ctx: ReportContext) -> str:
+    """Git commit, command, package versions, device, wall time per run, links to executed notebooks."""
+    env = ctx.summaries[0].get("environment", {})
+    lines = [f"- git commit: `{env.get('git_commit', '?')}`", f"- command: `{ctx.study.get('command', 'python -m studylib study')}`",
+             f"- device: {env.get('device', '?')}; Python {env.get('python', '?')}",
+             "- packages: " + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items()),
+             f"- study wall time: {ctx.study.get('wall_seconds', float('nan')):.0f} s", ""]
+    rows = [{"run": s["run_id"], "train slices": s["n_train_slices"], "best epoch": s["best_epoch"],
+             "epochs": s["epochs_run"], "wall (s)": f"{s['wall_seconds']:.0f}",
+             "notebook": f"[run.ipynb]({(ctx.results / 'runs' / s['run_id'] / 'run.ipynb').as_posix()})"} for s in ctx.summaries]
+    return "\n".join(lines) + "\n" + markdown_table(pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@dataclass
+class QmdCell:
+    """A cell of a Quarto document: markdown text, or python code with its ``#|`` options."""
+
+    kind: str
+    source: str
+    options: dict = field(default_factory=dict)
+
+
+def parse_qmd(text: str) -> tuple[dict, list[QmdCell]]:
+    """Split a .qmd into its YAML front matter and cells (python chunks with parsed ``#|`` options)."""
+    front = {}
+    if text.startswith("---"):
+        end = text.index("\n---", 3)
+        front = yaml.safe_load(text[3:end]) or {}
+        text = text[end + 4:]
+    cells: list[QmdCell] = []
+    pattern = re.compile(r"^```\{python\}[^\n]*\n(.*?)^```\s*$", re.S | re.M)
+    pos = 0
+    for m in pattern.finditer(text):
+        md = text[pos:m.start()].strip()
+        if md:
+            cells.append(QmdCell("markdown", md))
+        body = m.group(1)
+        opt_lines = [ln[3:] for ln in body.splitlines() if ln.startswith("#| ")]
+        code = "\n".join(ln for ln in body.splitlines() if not ln.startswith("#|"))
+        options = yaml.safe_load("\n".join(opt_lines)) if opt_lines else {}
+        cells.append(QmdCell("code", code.strip(), options or {}))
+        pos = m.end()
+    tail = text[pos:].strip()
+    if tail:
+        cells.append(QmdCell("markdown", tail))
+    return front, cells
+
+
+def cross_references(cells: list[QmdCell]) -> tuple[dict[str, str], list[str]]:
+    """Quarto-style numbering of ``fig-``/``tbl-`` labels, and every ``@ref`` used in the text."""
+    numbers, counters = {}, {"fig": 0, "tbl": 0}
+    for cell in cells:
+        label = cell.options.get("label") if cell.kind == "code" else None
+        if label and label.split("-")[0] in counters:
+            kind = label.split("-")[0]
+            counters[kind] += 1
+            numbers[label] = f"{'Figure' if kind == 'fig' else 'Table'} {counters[kind]}"
+    refs = [r for cell in cells if cell.kind == "markdown" for r in re.findall(r"@((?:fig|tbl)-[\w-]+)", cell.source)]
+    return numbers, refs
+
+
+def _fallback_render(results: Path, out_html: Path) -> Path:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    front, cells = parse_qmd((REPORT_DIR / "index.qmd").read_text())
+    numbers, refs = cross_references(cells)
+    missing = sorted(set(refs) - set(numbers))
+    if missing:
+        raise ValueError(f"unresolved cross-references in index.qmd: {missing}")
+
+    def resolve(text: str) -> str:
+        return re.sub(r"@((?:fig|tbl)-[\w-]+)", lambda m: numbers[m.group(1)], text)
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    title = f"# {front.get('title', 'Report')}\n\n*{front.get('subtitle', '')}*\n\n" \
+            "> Rendered with the fallback renderer (nbclient + nbconvert): `quarto` was not found on PATH."
+    nb.cells.append(nbformat.v4.new_markdown_cell(title))
+    plan = []
+    for cell in cells:
+        if cell.kind == "markdown":
+            nb.cells.append(nbformat.v4.new_markdown_cell(resolve(cell.source)))
+            continue
+        code = cell.source
+        if "parameters" in (cell.options.get("tags") or []):
+            code += f"\nresults = {str(results)!r}"
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+        plan.append((len(nb.cells) - 1, cell))
+        for key in ("tbl-cap", "fig-cap"):
+            if key in cell.options:
+                label = cell.options.get("label", "")
+                nb.cells.append(nbformat.v4.new_markdown_cell(f"**{numbers.get(label, '')}.** {cell.options[key]}"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPORT_DIR)}}).execute()
+    # asis cells print Markdown: turn their output into markdown cells, as Quarto does
+    for index, cell in reversed(plan):
+        if cell.options.get("output") == "asis":
+            text = "".join(o.get("text", "") for o in nb.cells[index].outputs if o.get("output_type") == "stream")
+            nb.cells[index] = nbformat.v4.new_markdown_cell(resolve(text))
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(body)
+    nbformat.write(nb, out_html.with_suffix(".ipynb"))
+    return out_html
+
+
+def render_report(results: str | os.PathLike, force_fallback: bool = False) -> Path:
+    """Render ``report/`` for a results folder: Quarto (HTML + typst PDF) when available, else the fallback HTML."""
+    results = Path(results).resolve()
+    ReportContext.load(results)  # fail early with a clear message
+    out_dir = results / "report"
+    if shutil.which("quarto") and not force_fallback:
+        env = {**os.environ, "PETCT_RESULTS": str(results)}
+        subprocess.run(["quarto", "render", str(REPORT_DIR), "--output-dir", str(out_dir)], check=True, env=env)
+        return out_dir / "index.html"
+    return _fallback_render(results, out_dir / "index.html")
+
+
+__all__ = ["MODALITY_CHANNELS", "ReportContext", "render_report", "parse_qmd", "cross_references", "markdown_table"]

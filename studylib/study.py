@@ -1,0 +1,332 @@
+"""The study as stages with files between them: prepare (cache), splits, runs (papermill), aggregate."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .cohort import Cohort, load_cohort
+from .config import MODALITY_CHANNELS, Profile, load_profile
+from .inference import probability_volume, write_prediction
+from .metrics import agreement, patient_metrics
+from .models import build_model, count_parameters
+from .preprocessing import CachedPatient, cache_patient, load_native, select_training_slices
+from .splits import load_or_make_splits
+from .training import load_checkpoint, resolve_device, train_model
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+PER_PATIENT_COLUMNS = ["run_id", "modality", "train_label", "ground_truth", "fold", "seed", "patient_id"]
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit (with '-dirty' for uncommitted changes), or 'unknown'."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown"
+
+
+def environment_record() -> dict:
+    """Git commit, Python and package versions, device: recorded in every run folder."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "torchvision", "segmentation-models-pytorch", "SimpleITK", "numpy", "scipy", "pandas",
+                "scikit-learn", "papermill"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {"git_commit": git_commit(), "python": platform.python_version(), "platform": platform.platform(),
+            "packages": versions, "device": device, "torch_threads": torch.get_num_threads()}
+
+
+def _cache_one(args) -> dict:
+    record, preprocess, cache_dir, seed = args
+    start = time.perf_counter()
+    cached = cache_patient(record, preprocess, cache_dir, seed)
+    return {"patient_id": record.patient_id, "seconds": time.perf_counter() - start, **{
+        f"registration_{k}": v for k, v in cached.meta["registration"].items() if k in ("mode", "metric_before", "metric_after")}}
+
+
+def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Stage 1: preprocess every patient into the slice cache (parallel over patients)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0) for pid in cohort.patient_ids]
+    rows = []
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            for row in tqdm(pool.map(_cache_one, tasks), total=len(tasks), desc="preprocess", disable=not progress):
+                rows.append(row)
+    else:
+        for task in tqdm(tasks, desc="preprocess", disable=not progress):
+            rows.append(_cache_one(task))
+    return pd.DataFrame(rows)
+
+
+def load_cached(cache_dir: Path, patient_id: str) -> CachedPatient:
+    """Open a patient's cached slices (memory-mapped)."""
+    folder = Path(cache_dir) / patient_id
+    meta = json.loads((folder / "meta.json").read_text())
+    return CachedPatient(patient_id, np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "labels.npy", mmap_mode="r"),
+                         meta["channels"], meta["labels"], meta)
+
+
+def rater_agreement(cohort: Cohort, cache_dir: Path, label_a: str, label_b: str) -> pd.DataFrame:
+    """Per-patient agreement of two labels on the CT grid (Dice, kappa, volumes)."""
+    rows = []
+    for pid in cohort.patient_ids:
+        labels, body = load_native(cache_dir, pid)
+        spacing = load_cached(cache_dir, pid).meta["ct_geometry"]["spacing"][::-1]
+        rows.append({"patient_id": pid, **agreement(labels[label_a], labels[label_b], spacing, body)})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class RunParams:
+    """One run of the grid: (cohort, modality, training label, fold, seed, profile)."""
+
+    cohort: str
+    cache_dir: str
+    profile: str
+    splits: str
+    modality: str
+    label: str
+    fold: int
+    seed: int
+    run_dir: str
+    threads: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        """Folder name of the run."""
+        return run_id(self.modality, self.label, self.fold, self.seed)
+
+    def identity(self) -> dict:
+        """The parameters that decide a run's result (a finished run with the same identity is skipped)."""
+        d = asdict(self)
+        d.pop("threads")
+        d.pop("run_dir")
+        return d
+
+
+def run_id(modality: str, label: str, fold: int, seed: int) -> str:
+    """Canonical run folder name."""
+    return f"{modality}__{label}__fold{fold}__seed{seed}"
+
+
+def _stack_training(cache_dir: Path, patients: list[str], channels: list[str], label: str, background: float,
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for pid in patients:
+        cached = load_cached(cache_dir, pid)
+        idx = select_training_slices(cached, label, background, rng)
+        if len(idx) == 0:
+            continue
+        xs.append(np.asarray(cached.images[idx][:, cached.channel_index(channels)]))
+        ys.append(np.asarray(cached.labels[idx][:, [cached.label_names.index(label)]]))
+    if not xs:
+        raise RuntimeError(f"no training slices with label {label} among {patients}")
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def execute_run(params: RunParams, progress: bool = True) -> dict:
+    """Train one model, predict every test patient in 3D, evaluate against every label; write the run folder."""
+    started = time.perf_counter()
+    run_dir = Path(params.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "params.json").write_text(json.dumps(asdict(params), indent=1))
+    profile = load_profile(params.profile)
+    load_cohort(params.cohort)  # validates the cohort description before any training
+    cache_dir = Path(params.cache_dir)
+    fold = json.loads(Path(params.splits).read_text())[params.fold]
+    channels = MODALITY_CHANNELS[params.modality]
+    train = profile.train
+    train.seed = params.seed
+    if params.threads:
+        train.threads = params.threads
+    bg = profile.preprocess.background_fraction
+    tx, ty = _stack_training(cache_dir, fold["train"], channels, params.label, bg, params.seed)
+    vx, vy = _stack_training(cache_dir, fold["val"], channels, params.label, bg, params.seed + 1)
+    torch.manual_seed(params.seed)
+    model = build_model(profile.model, len(channels))
+    result = train_model(model, tx, ty, vx, vy, train, run_dir, progress=progress)
+    state = load_checkpoint(run_dir / "best.pt")
+    model.load_state_dict(state["model"])
+    device = resolve_device(train.device)
+    rows = []
+    pred_dir = run_dir / "predictions"
+    for pid in fold["test"]:
+        cached = load_cached(cache_dir, pid)
+        geometry = cached.meta["ct_geometry"]
+        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device)
+        write_prediction(probs, geometry, pred_dir, pid)
+        labels, body = load_native(cache_dir, pid)
+        spacing = geometry["spacing"][::-1]
+        pred = probs >= 0.5
+        for gt_name, gt in labels.items():
+            rows.append({"run_id": params.run_id, "modality": params.modality, "train_label": params.label,
+                         "ground_truth": gt_name, "fold": params.fold, "seed": params.seed, "patient_id": pid,
+                         **patient_metrics(pred, gt, spacing, body, profile.study.nsd_tolerance_mm)})
+    per_patient = pd.DataFrame(rows)
+    per_patient.to_csv(run_dir / "per_patient.csv", index=False)
+    summary = {
+        "params": params.identity(), "run_id": params.run_id, "profile": profile.name,
+        "n_train_slices": int(len(tx)), "n_val_slices": int(len(vx)), "n_parameters": count_parameters(model),
+        "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "metrics": {gt: {m: {"mean": float(g[m].mean()), "sd": float(g[m].std(ddof=1)) if len(g) > 1 else 0.0}
+                         for m in ("dsc", "iou", "sensitivity", "specificity", "specificity_body", "hd95", "nsd",
+                                   "fp_volume_ml", "fn_volume_ml", "lesion_f1")}
+                    for gt, g in per_patient.groupby("ground_truth")},
+        "environment": environment_record(),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    tmp = run_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, run_dir / "summary.json")
+    return summary
+
+
+def run_is_finished(params: RunParams) -> bool:
+    """A run is finished when its summary exists and was made with the same parameters."""
+    path = Path(params.run_dir) / "summary.json"
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("params") == params.identity()
+    except json.JSONDecodeError:
+        return False
+
+
+def execute_notebook_run(params: RunParams, env: dict | None = None) -> None:
+    """Execute ``02_train_eval.ipynb`` for one run with papermill in a subprocess (its own kernel)."""
+    run_dir = Path(params.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / "02_train_eval.ipynb"), str(run_dir / "run.ipynb"),
+           "--kernel", "python3", "--no-progress-bar", "-y", json.dumps({**asdict(params), "progress": False})]
+    with open(run_dir / "run.log", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"run {params.run_id} failed (log: {run_dir / 'run.log'})")
+
+
+def execute_notebook(notebook: str, output: Path, parameters: dict) -> None:
+    """Execute a study notebook with papermill in a subprocess."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / notebook), str(output), "--kernel", "python3",
+           "--no-progress-bar", "-y", json.dumps(parameters)]
+    with open(output.with_suffix(".log"), "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"notebook {notebook} failed (log: {output.with_suffix('.log')})")
+
+
+def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
+    """The cohort to study: the given one, or the profile's synthetic cohort (generated once under ``out``)."""
+    if cohort:
+        return Path(cohort)
+    from .synthetic import generate_cohort
+
+    target = out / "cohort"
+    if not (target / "cohort.json").exists():
+        c = profile.cohort
+        generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True)
+    return target
+
+
+def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, splits_path: Path,
+              threads: int | None) -> list[RunParams]:
+    """The grid: modalities x training labels x folds x seeds."""
+    labels = profile.study.labels or cohort.train_labels
+    modalities = [m for m in profile.study.modalities if all(cohort.has_modality(c) for c in MODALITY_CHANNELS[m])]
+    return [RunParams(str(cohort.path), str(cache_dir), profile.path, str(splits_path), m, label, fold, seed,
+                      str(out / "runs" / run_id(m, label, fold, seed)), threads)
+            for fold in range(profile.study.folds) for seed in profile.study.seeds for label in labels for m in modalities]
+
+
+def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
+              progress: bool = True) -> dict:
+    """Run the whole study: cohort, cache, splits, every run (papermill, resumable), aggregate notebooks."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    profile = load_profile(profile_name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort_path = ensure_cohort(profile, cohort, out)
+    cohort_obj = load_cohort(cohort_path)
+    cache_dir = out / "cache"
+    prep = prepare_cache(cohort_obj, profile, cache_dir, jobs, progress)
+    prep.to_csv(out / "preprocess.csv", index=False)
+    strata = {}
+    for pid in cohort_obj.patient_ids:
+        meta = cohort_obj.patient(pid).read_meta()
+        strata[pid] = str(meta.get("implant") or "none")
+    splits = load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
+    del splits
+    cohort_nb = out / "notebooks" / "01_cohort.ipynb"
+    if not cohort_nb.exists():
+        execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": str(cohort_obj.path), "cache_dir": str(cache_dir),
+                                                        "out_dir": str(out / "cohort_qa")})
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", threads)
+    todo = [r for r in runs if not run_is_finished(r)]
+    failures = []
+    gpus = torch.cuda.device_count()
+
+    def launch(slot_params):
+        slot, params = slot_params
+        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        if gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        execute_notebook_run(params, env)
+        return params
+
+    with ThreadPoolExecutor(max(jobs, 1)) as pool, tqdm(total=len(runs), initial=len(runs) - len(todo),
+                                                        desc="study runs", disable=not progress) as bar:
+        futures = {pool.submit(launch, (i, r)): r for i, r in enumerate(todo)}
+        for fut in as_completed(futures):
+            params = futures[fut]
+            try:
+                fut.result()
+            except Exception as err:  # one failing run must not lose the others
+                failures.append({"run_id": params.run_id, "error": str(err), "log": str(Path(params.run_dir) / "run.log"),
+                                 "traceback": traceback.format_exc(limit=2)})
+            bar.update(1)
+            bar.set_postfix(failed=len(failures))
+    (out / "failures.json").write_text(json.dumps(failures, indent=1))
+    finished = [r for r in runs if run_is_finished(r)]
+    if finished:
+        execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
+                         {"results": str(out), "profile": profile.path})
+    record = {"profile": profile.name, "cohort": str(cohort_obj.path), "runs": len(runs), "finished": len(finished),
+              "skipped_as_done": len(runs) - len(todo), "failed": failures, "wall_seconds": time.perf_counter() - started,
+              "command": " ".join(sys.argv), "environment": environment_record()}
+    (out / "study.json").write_text(json.dumps(record, indent=1))
+    if failures:
+        for f in failures:
+            print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
+    return record

@@ -1,0 +1,222 @@
+"""Trainer: in-memory slices, batched augmentation, Adam + cosine, early stopping, atomic resumable checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .augmentation import AugmentConfig, augment_batch
+from .losses import HybridLoss
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt, or not a plain-tensor checkpoint of this trainer."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (defaults: the paper, section 5.1.2)."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.5
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    deterministic: bool = True
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    """Seed torch and numpy; on request make kernels deterministic (always on CPU)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: foreign or tampered pickles are refused, never executed."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError/RuntimeError for unsafe or corrupt files
+        raise CheckpointError(f"refusing checkpoint {path}: not a plain-tensor checkpoint ({type(err).__name__})") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint written by this trainer")
+    return state
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    log: list[dict]
+    seconds: float
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def evaluate_slices(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
+                    batch_size: int, device: torch.device, autocast: bool) -> tuple[float, float]:
+    """Validation loss (mean over batches) and global 2D Dice at threshold 0.5."""
+    model.eval()
+    losses, inter, total = [], 0.0, 0.0
+    for idx in _batches(len(images), batch_size * 4, None):
+        x = images[idx].to(device, non_blocking=True).float()
+        y = masks[idx].to(device, non_blocking=True).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x)
+        losses.append(float(loss_fn(logits, y)) * len(idx))
+        pred = logits.float() > 0
+        inter += float((pred & (y > 0.5)).sum())
+        total += float(pred.sum() + (y > 0.5).sum())
+    dice = 1.0 if total == 0 else 2 * inter / total
+    return sum(losses) / max(len(images), 1), dice
+
+
+def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch.Tensor, val_images: torch.Tensor,
+                val_masks: torch.Tensor, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
+                stop_after_epoch: int | None = None) -> TrainResult:
+    """Train with early stopping, writing ``last.pt`` every epoch, ``best.pt`` and ``training_log.csv``.
+
+    A run whose ``last.pt`` exists resumes from it; every epoch draws its shuffling and augmentation from a
+    generator seeded by (seed, epoch), so a resumed run ends exactly where an uninterrupted one does.
+    ``stop_after_epoch`` simulates a killed run (tests).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed, config.deterministic, device)
+    use_cuda = device.type == "cuda"
+    autocast = use_cuda and config.bf16
+    model = model.to(device)
+    if use_cuda and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if use_cuda:
+        # all slices of a fold fit in GPU memory: no data-loader round trips
+        train_images, train_masks = train_images.to(device), train_masks.to(device)
+        val_images, val_masks = val_images.to(device), val_masks.to(device)
+    loss_fn = HybridLoss(config.dice_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
+                                 weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+    start_epoch, best_loss, best_epoch, bad_epochs, log = 0, float("inf"), -1, 0, []
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if last_path.exists():
+        state = load_checkpoint(last_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
+        bad_epochs, log = state["bad_epochs"], list(state["log"])
+    started = time.perf_counter()
+    stopped_early = bad_epochs >= config.patience
+    for epoch in range(start_epoch, config.epochs):
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        batches = _batches(len(train_images), config.batch_size, generator)
+        running, seen = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        for idx in bar:
+            x = train_images[idx.to(train_images.device)].float()
+            y = train_masks[idx.to(train_masks.device)].float()
+            if not use_cuda:
+                x, y = x.to(device), y.to(device)
+            x, y = augment_batch(x, y, config.augment, generator)
+            if use_cuda and config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        val_loss, val_dice = evaluate_slices(model, val_images, val_masks, loss_fn, config.batch_size, device, autocast)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_dice": val_dice,
+               "lr": lr, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+        log.append(row)
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch, "val_loss": val_loss}, best_path)
+        else:
+            bad_epochs += 1
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val_loss": best_loss,
+                         "best_epoch": best_epoch, "bad_epochs": bad_epochs, "log": log}, last_path)
+        _write_log(log, run_dir / "training_log.csv")
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.4f} val {val_loss:.4f} "
+                       f"dice {val_dice:.3f} ({row['images_per_s']:.0f} img/s)")
+        stopped_early = bad_epochs >= config.patience
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            break
+    return TrainResult(best_epoch, best_loss, len(log), stopped_early, log, time.perf_counter() - started)
+
+
+def _write_log(log: list[dict], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(log[0]))
+        writer.writeheader()
+        writer.writerows(log)
+    os.replace(tmp, path)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    """JSON-friendly view of a training configuration."""
+    return asdict(config)

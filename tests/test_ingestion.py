@@ -1,0 +1,173 @@
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from studylib.cohort import CohortError, init_cohort, load_cohort
+from studylib.imageio import ImageReadError
+from studylib.preprocessing import (
+    PreprocessConfig,
+    bone_window,
+    cache_patient,
+    load_patient_on_ct,
+    min_max,
+    normalise_pet,
+    resize_slices,
+    restore_slices,
+    window,
+)
+
+from .conftest import REALDATA, needs_realdata
+
+
+def test_bone_window_and_min_max():
+    hu = np.array([-1000.0, -400, 350, 1100, 3000])
+    np.testing.assert_allclose(window(hu), [-400, -400, 350, 1100, 1100])
+    np.testing.assert_allclose(bone_window(hu), [0, 0, 0.5, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(min_max(np.full(4, 7.0)), 0.0)  # epsilon: no division by zero
+    np.testing.assert_allclose(normalise_pet(np.array([0.0, 5, 20]), "clip", 10), [0, 0.5, 1])
+    with pytest.raises(ValueError):
+        normalise_pet(np.zeros(3), "bogus")
+
+
+def test_resize_and_restore_roundtrip_shapes():
+    vol = np.random.default_rng(0).random((3, 100, 80)).astype(np.float32)
+    small = resize_slices(vol, 64)
+    assert small.shape == (3, 64, 64)
+    back = restore_slices(small, (100, 80))
+    assert back.shape == (3, 100, 80)
+    mask = np.zeros((1, 100, 80), np.uint8)
+    mask[0, 40:60, 30:50] = 1
+    assert set(np.unique(resize_slices(mask, 64, is_mask=True))) <= {0, 1}
+
+
+def test_cache_hit_and_invalidation(quick_cohort, tmp_path):
+    cohort = load_cohort(quick_cohort)
+    record = cohort.patient("P000")
+    cfg = PreprocessConfig(image_size=64, registration="none")
+    first = cache_patient(record, cfg, tmp_path)
+    assert first.images.shape[1:] == (2, 64, 64) and first.images.dtype == np.float16
+    stamp = (tmp_path / "P000" / "images.npy").stat().st_mtime_ns
+    cache_patient(record, cfg, tmp_path)
+    assert (tmp_path / "P000" / "images.npy").stat().st_mtime_ns == stamp  # reused
+    cache_patient(record, PreprocessConfig(image_size=32, registration="none"), tmp_path)
+    assert np.load(tmp_path / "P000" / "images.npy").shape[-1] == 32  # parameter change invalidates
+
+
+def _write_cohort(tmp_path, quick_cohort, mutate):
+    """A one-patient cohort copied from the quick cohort with one file changed by ``mutate``."""
+    folder = tmp_path / "data" / "X001"
+    folder.mkdir(parents=True)
+    for name in ("ct", "pet", "label_a"):
+        img = sitk.ReadImage(str(quick_cohort / "P000" / f"{name}.nii.gz"))
+        img = mutate(name, img)
+        if img is not None:
+            sitk.WriteImage(img, str(folder / f"{name}.nii.gz"))
+    spec, skipped = init_cohort(tmp_path / "data", "ct.nii.gz", "pet.nii.gz", {"a": "label_a.nii.gz"},
+                                tmp_path / "cohort.json")
+    return load_cohort(tmp_path / "cohort.json")
+
+
+@pytest.mark.parametrize("case,message", [
+    ("nan", "NaN"), ("constant", "constant"), ("nonbinary", "not binary"), ("grid", "neither"),
+])
+def test_bad_input_errors_name_patient_and_file(tmp_path, quick_cohort, case, message):
+    def mutate(name, img):
+        arr = sitk.GetArrayFromImage(img)
+        if case == "nan" and name == "pet":
+            arr = arr.copy()
+            arr[0, 0, 0] = np.nan
+        elif case == "constant" and name == "pet":
+            arr = np.ones_like(arr)
+        elif case == "nonbinary" and name == "label_a":
+            arr = arr.astype(np.uint8) * 2
+        elif case == "grid" and name == "label_a":
+            arr = arr[:, :-3]
+        else:
+            return img
+        out = sitk.GetImageFromArray(arr)
+        out.SetSpacing(img.GetSpacing())
+        out.SetOrigin(img.GetOrigin())
+        return out
+
+    cohort = _write_cohort(tmp_path, quick_cohort, mutate)
+    with pytest.raises(ImageReadError, match=message) as err:
+        load_patient_on_ct(cohort.patient("X001"), registration="none")
+    assert "X001" in str(err.value)
+
+
+def test_missing_and_truncated_files(tmp_path, quick_cohort):
+    def drop_pet(name, img):
+        return None if name == "pet" else img
+
+    with pytest.raises(CohortError, match="no patient folder"):
+        _write_cohort(tmp_path / "a", quick_cohort, drop_pet)
+    cohort = _write_cohort(tmp_path / "b", quick_cohort, lambda n, i: i)
+    pet = cohort.patient("X001").images["pet"]
+    pet.write_bytes(pet.read_bytes()[:200])
+    with pytest.raises(ImageReadError, match="X001"):
+        load_patient_on_ct(cohort.patient("X001"), registration="none")
+
+
+def test_duplicate_patient_ids_and_missing_modality(tmp_path):
+    path = tmp_path / "cohort.json"
+    path.write_text('{"labels": {"a": "x"}, "patients": {"P1": {"ct": "a", "pet": "b"}, "P1": {"ct": "c", "pet": "d"}}}')
+    with pytest.raises(CohortError, match="duplicate"):
+        load_cohort(path)
+    path.write_text(json.dumps({"labels": {"a": "x"}, "patients": {"P1": {"ct": "a"}}}))
+    with pytest.raises(CohortError, match="missing modality"):
+        load_cohort(path)
+
+
+def test_suv_conversion_from_header():
+    from pydicom.dataset import Dataset
+
+    from studylib.dicom import suv_factor
+
+    ds = Dataset()
+    ds.Units = "BQML"
+    ds.PatientWeight = 70
+    ds.SeriesTime = "110000"
+    ds.DecayCorrection = "START"
+    radio = Dataset()
+    radio.RadionuclideTotalDose = 370e6
+    radio.RadionuclideHalfLife = 6586.2
+    radio.RadiopharmaceuticalStartTime = "100000"
+    ds.RadiopharmaceuticalInformationSequence = [radio]
+    expected = 70000 / (370e6 * 2 ** (-3600 / 6586.2))
+    assert suv_factor(ds) == pytest.approx(expected)
+    ds.Units = "GML"
+    assert suv_factor(ds) == 1.0
+    ds.Units = "BQML"
+    del ds.PatientWeight
+    with pytest.raises(ImageReadError, match="PatientWeight"):
+        suv_factor(ds)
+
+
+@needs_realdata()
+def test_realdata_rtstruct_and_pet_resampling():
+    from studylib.dicom import rasterise_rtstruct, read_dicom_series
+    from studylib.metrics import confusion_counts, dice
+    from studylib.registration import resample_to
+
+    ct = read_dicom_series(REALDATA / "dicom_STS_002" / "CT" / "image", "CT", "STS_002")
+    mask = rasterise_rtstruct(REALDATA / "dicom_STS_002" / "CT" / "mask" / "RS.dcm", ct, "GTV_Mass_CT")
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(REALDATA / "STS_002" / "CT_mask.nii.gz")))
+    assert dice(confusion_counts(mask, ref)) > 0.95
+    pet = read_dicom_series(REALDATA / "dicom_STS_002" / "PET" / "image", "PT", "STS_002")
+    pet_native_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(REALDATA / "STS_002" / "PET_mask.nii.gz")))
+    native_max = sitk.GetArrayFromImage(pet)[pet_native_mask > 0].max()
+    on_ct = sitk.GetArrayFromImage(resample_to(pet, ct))[ref > 0].max()
+    assert abs(on_ct - native_max) / native_max < 0.05
+
+
+@needs_realdata()
+def test_realdata_cohort_init_without_copying(tmp_path):
+    spec, skipped = init_cohort(REALDATA, "CT_image.nii.gz", "PET_image.nii.gz", {"gtv": "CT_mask.nii.gz"},
+                                tmp_path / "real.json")
+    assert len(spec["patients"]) == 26 and len(skipped) >= 15
+    cohort = load_cohort(tmp_path / "real.json")
+    patient = load_patient_on_ct(cohort.patient(cohort.patient_ids[0]), registration="none")
+    assert patient.channels["pet"].shape == patient.channels["ct"].shape
+    assert not list(tmp_path.glob("**/*.nii.gz"))

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from sklearn.metrics import cohen_kappa_score
+
+from studylib import metrics as M
+
+
+def test_hand_computed_tiny_masks():
+    ref = np.zeros((1, 4, 4), bool)
+    pred = np.zeros((1, 4, 4), bool)
+    ref[0, 0, 0:2] = True          # 2 voxels
+    pred[0, 0, 1:4] = True         # 3 voxels, 1 overlapping
+    out = M.patient_metrics(pred, ref, (1, 1, 1))
+    assert out["dsc"] == pytest.approx(2 * 1 / (3 + 2))
+    assert out["iou"] == pytest.approx(1 / 4)
+    assert out["sensitivity"] == pytest.approx(1 / 2)
+    assert out["precision"] == pytest.approx(1 / 3)
+    assert out["specificity"] == pytest.approx(12 / 14)  # TN 12, FP 2
+    assert out["volume_pred_ml"] == pytest.approx(0.003) and out["volume_ref_ml"] == pytest.approx(0.002)
+    assert out["lesion_tp"] == 1 and out["lesion_fp"] == 0 and out["lesion_fn"] == 0
+
+
+def test_surface_distance_hand_case():
+    a = np.zeros((1, 1, 10), bool)
+    b = np.zeros((1, 1, 10), bool)
+    a[0, 0, 0] = True
+    b[0, 0, 3] = True
+    out = M.patient_metrics(a, b, (1.0, 1.0, 2.0))
+    assert out["hd"] == pytest.approx(6.0) and out["hd95"] == pytest.approx(6.0) and out["assd"] == pytest.approx(6.0)
+    assert out["nsd"] == 0.0 and out["lesion_fp"] == 1 and out["lesion_fn"] == 1
+    assert out["fp_volume_ml"] == pytest.approx(0.002) and out["fn_volume_ml"] == pytest.approx(0.002)
+
+
+def test_empty_mask_policy():
+    z = np.zeros((3, 5, 5), bool)
+    one = z.copy()
+    one[1, 2, 2] = True
+    both = M.patient_metrics(z, z, (1, 1, 1))
+    assert both["dsc"] == both["iou"] == both["sensitivity"] == both["precision"] == both["nsd"] == 1.0
+    assert both["hd95"] == 0.0 and both["empty_reference"] and both["empty_prediction"]
+    worst = M.volume_diagonal(z.shape, (1, 1, 1))
+    for pred, ref in ((one, z), (z, one)):
+        out = M.patient_metrics(pred, ref, (1, 1, 1))
+        assert out["dsc"] == out["iou"] == out["nsd"] == 0.0
+        assert out["hd95"] == out["hd"] == out["assd"] == pytest.approx(worst)
+        assert out["empty_reference"] != out["empty_prediction"]
+    assert M.patient_metrics(one, z, (1, 1, 1))["sensitivity"] == 0.0
+    assert M.patient_metrics(z, one, (1, 1, 1))["precision"] == 0.0
+
+
+def random_masks(seed, shape=(12, 30, 28)):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    a = ndimage.binary_opening(ndimage.gaussian_filter(rng.random(shape), 2) > 0.52)
+    b = ndimage.binary_opening(ndimage.gaussian_filter(rng.random(shape), 2) > 0.52)
+    # keep objects off the volume border: there ITK's LabelContour and our surface differ by convention
+    return np.pad(a, 1), np.pad(b, 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_against_simpleitk_and_sklearn(seed):
+    a, b = random_masks(seed)
+    spacing_zyx = (3.0, 0.8, 1.1)
+    out = M.patient_metrics(a, b, spacing_zyx)
+    ia, ib = (sitk.GetImageFromArray(m.astype(np.uint8)) for m in (a, b))
+    for img in (ia, ib):
+        img.SetSpacing(spacing_zyx[::-1])
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    overlap.Execute(ib, ia)
+    assert out["dsc"] == pytest.approx(overlap.GetDiceCoefficient())
+    assert out["iou"] == pytest.approx(overlap.GetJaccardCoefficient())
+    # surface distances: SimpleITK contours + Maurer distance map of the other contour
+    ca, cb = (sitk.LabelContour(img, fullyConnected=False) for img in (ia, ib))
+    dist_to_b = sitk.GetArrayFromImage(sitk.Abs(sitk.SignedMaurerDistanceMap(cb, insideIsPositive=False,
+                                                                            squaredDistance=False, useImageSpacing=True)))
+    dist_to_a = sitk.GetArrayFromImage(sitk.Abs(sitk.SignedMaurerDistanceMap(ca, insideIsPositive=False,
+                                                                            squaredDistance=False, useImageSpacing=True)))
+    d_ab = dist_to_b[sitk.GetArrayFromImage(ca) > 0]
+    d_ba = dist_to_a[sitk.GetArrayFromImage(cb) > 0]
+    assert out["hd"] == pytest.approx(max(d_ab.max(), d_ba.max()), abs=1e-4)
+    assert out["hd95"] == pytest.approx(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)), abs=1e-4)
+    assert out["assd"] == pytest.approx((d_ab.sum() + d_ba.sum()) / (len(d_ab) + len(d_ba)), abs=1e-4)
+    agree = M.agreement(a, b, spacing_zyx)
+    assert agree["kappa_voxel"] == pytest.approx(cohen_kappa_score(a.ravel(), b.ravel()))
+
+
+def test_specificity_within_body_and_staple():
+    a, b = random_masks(7)
+    body = np.zeros_like(a)
+    body[:, 5:25, 5:25] = True
+    out = M.patient_metrics(a, b, (1, 1, 1), body=body)
+    c = M.confusion_counts(a, b, within=body)
+    assert out["specificity_body"] == pytest.approx(c.tn / (c.tn + c.fp))
+    consensus = M.staple_consensus([a, a, b])
+    assert consensus.shape == a.shape and (consensus & a).sum() >= (consensus & ~a).sum()
+    assert np.isnan(M.patient_level_kappa([True, True], [True, True]))
+    assert M.patient_level_kappa([True, False, True], [True, False, False]) == pytest.approx(
+        cohen_kappa_score([1, 0, 1], [1, 0, 0]))
+
+
+def test_lesion_detection_rule():
+    ref = np.zeros((1, 10, 10), bool)
+    pred = np.zeros_like(ref)
+    ref[0, 0:2, 0:2] = True   # detected
+    ref[0, 6:8, 6:8] = True   # missed
+    pred[0, 1:3, 1:3] = True  # overlaps the first
+    pred[0, 0, 8:10] = True   # false positive
+    out = M.lesion_detection(pred, ref, 0.001)
+    assert (out["lesion_tp"], out["lesion_fp"], out["lesion_fn"]) == (1, 1, 1)
+    assert out["lesion_f1"] == pytest.approx(0.5)
+    assert out["fp_volume_ml"] == pytest.approx(0.002) and out["fn_volume_ml"] == pytest.approx(0.004)

@@ -1,0 +1,114 @@
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from studylib.augmentation import AugmentConfig, augment_batch
+from studylib.inference import probability_volume, write_prediction
+from studylib.losses import HybridLoss, soft_dice_loss
+from studylib.models import ModelConfig, UNet, build_model
+from studylib.training import CheckpointError, TrainConfig, load_checkpoint, train_model
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_unet_shapes(channels):
+    model = UNet(channels, (4, 8, 16, 32), 64)
+    assert model(torch.zeros(2, channels, 64, 64)).shape == (2, 1, 64, 64)
+
+
+def test_paper_unet_widths_and_smp_factory():
+    paper = build_model(ModelConfig(), 2)
+    assert [e[0].out_channels for e in paper.encoders] == [64, 128, 256, 512]
+    assert paper.bottleneck[0].out_channels == 1024
+    smp_model = build_model(ModelConfig(arch="smp:Unet:resnet18"), 2)
+    assert smp_model(torch.zeros(1, 2, 64, 64)).shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError):
+        build_model(ModelConfig(arch="smp:NoSuchNet:resnet18"), 2)
+
+
+def test_hybrid_loss_hand_values():
+    logits = torch.tensor([[[[0.0, 0.0]]]])  # p = 0.5 everywhere
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    dice = 1 - (2 * 0.5 + 1) / (1.0 + 1 + 1)
+    bce = float(np.log(2))
+    assert float(soft_dice_loss(torch.sigmoid(logits), target)) == pytest.approx(dice)
+    assert float(HybridLoss(0.5)(logits, target)) == pytest.approx(0.5 * dice + 0.5 * bce, rel=1e-6)
+    assert float(HybridLoss(1.0)(logits, target)) == pytest.approx(dice)
+    with pytest.raises(ValueError):
+        HybridLoss(1.5)
+
+
+def test_augmentation_keeps_image_and_mask_aligned():
+    mask = torch.zeros(6, 1, 48, 48)
+    mask[:, :, 10:30, 15:25] = 1
+    image = torch.cat([mask, mask * 0.5], dim=1)
+    g = torch.Generator().manual_seed(3)
+    img_t, mask_t = augment_batch(image, mask, AugmentConfig(), g)
+    agree = ((img_t[:, :1] > 0.5) == (mask_t > 0.5)).float().mean()
+    assert agree > 0.99
+    assert not torch.equal(mask_t, mask)
+
+
+def _tiny_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(4, 2, 32, 32, generator=g) * 0.2
+    y = torch.zeros(4, 1, 32, 32)
+    for i in range(4):
+        y[i, 0, 8 + i:20 + i, 10:22] = 1
+    x[:, 1:] += y * 0.8
+    return x, y
+
+
+def test_tiny_model_overfits(tmp_path):
+    x, y = _tiny_data()
+    cfg = TrainConfig(epochs=60, batch_size=4, lr=3e-3, patience=100, augment=AugmentConfig(enabled=False))
+    result = train_model(UNet(2, (8, 16, 32, 64), 64), x, y, x, y, cfg, tmp_path, progress=False)
+    assert max(r["val_dice"] for r in result.log) > 0.9
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    x, y = _tiny_data(1)
+    cfg = TrainConfig(epochs=4, batch_size=2, lr=1e-3, patience=100)
+    torch.manual_seed(0)
+    full = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "full", progress=False)
+    torch.manual_seed(0)
+    train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "killed", progress=False, stop_after_epoch=2)
+    torch.manual_seed(123)  # a different process would start from other random weights
+    resumed = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "killed", progress=False)
+    assert [r["val_loss"] for r in full.log] == pytest.approx([r["val_loss"] for r in resumed.log], abs=0)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_tampered_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refusing"):
+        load_checkpoint(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_inference_writes_ct_geometry(tmp_path):
+    geometry = {"size": [40, 30, 5], "spacing": [0.9, 0.9, 2.5], "origin": [-10.0, 5.0, 100.0],
+                "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    images = np.random.default_rng(0).random((5, 2, 32, 32)).astype(np.float16)
+    probs = probability_volume(UNet(2, (4, 8, 16, 32), 32), images, [0, 1], geometry)
+    assert probs.shape == (5, 30, 40)
+    path = write_prediction(probs, geometry, tmp_path, "P1", save_probabilities=True)
+    img = sitk.ReadImage(str(path))
+    assert img.GetSize() == (40, 30, 5)
+    np.testing.assert_allclose(img.GetSpacing(), (0.9, 0.9, 2.5))
+    np.testing.assert_allclose(img.GetOrigin(), (-10.0, 5.0, 100.0))
+    assert (tmp_path / "P1_prob.nii.gz").exists()

@@ -1,0 +1,118 @@
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from studylib import aggregate
+from studylib.report import cross_references, parse_qmd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_committed_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+
+
+def test_quarto_project_is_valid():
+    config = yaml.safe_load((ROOT / "report" / "_quarto.yml").read_text())
+    assert {"html", "typst"} <= set(config["format"])
+    front, cells = parse_qmd((ROOT / "report" / "index.qmd").read_text())
+    assert front["title"] and front["jupyter"] == "python3"
+    code = [c for c in cells if c.kind == "code"]
+    assert code and all(isinstance(c.options, dict) for c in code)
+    allowed = {"label", "tbl-cap", "fig-cap", "output", "tags", "echo"}
+    for c in code:
+        assert set(c.options) <= allowed, c.options
+        label = c.options.get("label")
+        if label:
+            assert re.fullmatch(r"(fig|tbl)-[a-z0-9-]+", label)
+            assert ("fig-cap" in c.options) == label.startswith("fig-")
+            assert ("tbl-cap" in c.options) == label.startswith("tbl-")
+    numbers, refs = cross_references(cells)
+    assert refs and set(refs) <= set(numbers), set(refs) - set(numbers)
+    labels = [c.options["label"] for c in code if "label" in c.options]
+    assert len(labels) == len(set(labels))
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    from studylib.study import run_study
+
+    out = tmp_path_factory.mktemp("study") / "results"
+    record = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=2, progress=False)
+    return out, record
+
+
+@pytest.mark.slow
+def test_study_end_to_end_and_report(tiny_study):
+    out, record = tiny_study
+    assert record["failed"] == [] and record["finished"] == record["runs"] == 12
+    for run in (out / "runs").iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["environment"]["git_commit"] and summary["wall_seconds"] > 0
+        assert (run / "run.ipynb").exists() and list((run / "predictions").glob("*.nii.gz"))
+    splits = json.loads((out / "splits.json").read_text())
+    for fold in splits:
+        assert not set(fold["train"]) & set(fold["test"]) and not set(fold["val"]) & set(fold["test"])
+    assert (out / "splits_final.json").exists()
+    # tables hold numbers only, and equal what the per-run CSVs give
+    for label in ("label_a", "label_b"):
+        table = pd.read_csv(out / "aggregate" / f"table1_{label}.csv")
+        assert aggregate.is_complete(table)
+        for _, row in table.iterrows():
+            raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob(f"{row['modality']}__{label}__fold*__seed0/per_patient.csv"))
+            dsc = raw[raw.ground_truth == label]["dsc"]
+            assert row["dsc"] == f"{100 * dsc.mean():.2f} ± {100 * dsc.std(ddof=1):.2f}"
+    t2 = pd.read_csv(out / "aggregate" / "table2_mean.csv", index_col=0)
+    raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob("dual__label_b__fold*__seed0/per_patient.csv"))
+    assert t2.loc["model label_b", "GT label_a"] == pytest.approx(raw[raw.ground_truth == "label_a"]["dsc"].mean())
+    for name in ("figure2_overlay", "figure3_models", "table2_heatmap", "training_curves", "registration_qa"):
+        png = out / "aggregate" / f"{name}.png"
+        assert png.exists() and png.stat().st_size > 1000, name
+    # a second run trains nothing
+    from studylib.study import run_study
+
+    again = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=1, progress=False)
+    assert again["skipped_as_done"] == 12
+
+
+@pytest.mark.slow
+def test_fallback_report_renders_offline(tiny_study):
+    from studylib.report import render_report
+
+    out, _ = tiny_study
+    html = render_report(out, force_fallback=True)
+    text = html.read_text()
+    assert "fallback renderer" in text
+    assert "data:image/png;base64" in text  # figures embedded: no network needed
+    assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
+    assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
+
+
+def test_predict_cli_on_trained_run(tiny_study, tmp_path):
+    from studylib.cli import main
+
+    out, _ = tiny_study
+    run = out / "runs" / "dual__label_a__fold0__seed0"
+    code = main(["predict", "--model", str(run), "--cohort", str(out / "cohort"), "--out", str(tmp_path),
+                 "--patient", "P000"])
+    assert code == 0 and (tmp_path / "predictions" / "P000.nii.gz").exists()
+    assert set(pd.read_csv(tmp_path / "metrics.csv").ground_truth) == {"label_a", "label_b", "truth"}
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
+    from studylib.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "x"), "--patients", "0"]) == 2
+    assert "patients" in capsys.readouterr().err

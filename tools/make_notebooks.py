@@ -1,0 +1,78 @@
+"""Write the study notebooks (committed without outputs, kernel python3). Run: python tools/make_notebooks.py"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook(cells):
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    out = []
+    for kind, src, *tags in cells:
+        cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        if tags:
+            cell.metadata["tags"] = tags
+        out.append(cell)
+    nb.cells = out
+    return nb
+
+
+COHORT = [
+    ("md", "# 01 - Cohort\nLoads a cohort and its preprocessing cache, draws QA figures (label A/B overlays, "
+           "registration before/after, intensity histograms) and the rater-agreement table."),
+    ("code", 'cohort = "results/quick/cohort"\ncache_dir = "results/quick/cache"\nout_dir = "results/quick/cohort_qa"', "parameters"),
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.cohort import load_cohort\n"
+             "from studylib import cohort_qa\n\nc = load_cohort(cohort)\nprint(c.name, len(c.patient_ids), 'patients; labels:', list(c.labels))"),
+    ("md", "## Rater agreement\nDice(A, B), voxel Cohen's kappa (whole volume and within the body), volumes."),
+    ("code", "agreement = cohort_qa.write_agreement(c, Path(cache_dir), Path(out_dir))\nagreement"),
+    ("md", "## QA figures (label A red, label B blue)"),
+    ("code", "figures = cohort_qa.write_patient_figures(c, Path(cache_dir), Path(out_dir), limit=6)\n"
+             "from IPython.display import Image, display\nfor f in figures[:3]:\n    display(Image(filename=str(f)))"),
+    ("code", "hist = cohort_qa.write_histograms(c, Path(out_dir))\ndisplay(Image(filename=str(hist)))"),
+]
+
+TRAIN_EVAL = [
+    ("md", "# 02 - Train and evaluate one run\nOne run = (cohort, modality, training label, fold, seed, profile). "
+           "Trains, predicts every test patient of the fold in 3D, and evaluates against every label of the cohort."),
+    ("code", 'cohort = "results/quick/cohort/cohort.json"\ncache_dir = "results/quick/cache"\nprofile = "quick"\n'
+             'splits = "results/quick/splits.json"\nmodality = "dual"\nlabel = "label_a"\nfold = 0\nseed = 0\n'
+             'run_dir = "results/quick/runs/dual__label_a__fold0__seed0"\nthreads = None\nprogress = True', "parameters"),
+    ("code", "from studylib.study import RunParams, execute_run\n"
+             "params = RunParams(cohort, cache_dir, profile, splits, modality, label, int(fold), int(seed), run_dir, threads)\n"
+             "summary = execute_run(params, progress=progress)\n"
+             "{k: summary[k] for k in ('run_id', 'n_train_slices', 'best_epoch', 'epochs_run', 'wall_seconds')}"),
+    ("md", "## Training curve"),
+    ("code", "import pandas as pd\nfrom studylib.figures import training_curves_figure\n"
+             "log = pd.read_csv(f'{run_dir}/training_log.csv')\n"
+             "fig = training_curves_figure({params.run_id: log}, params.run_id)"),
+    ("md", "## Per-patient 3D metrics against every label"),
+    ("code", "per_patient = pd.read_csv(f'{run_dir}/per_patient.csv')\n"
+             "per_patient[['patient_id', 'ground_truth', 'dsc', 'iou', 'sensitivity', 'specificity', 'hd95', 'lesion_f1']]"),
+]
+
+AGGREGATE = [
+    ("md", "# 03 - Aggregate\nTable 1 (modality ablation), Table 2 (cross-evaluation), paired statistics and figures, "
+           "from the per-run CSVs of a results folder."),
+    ("code", 'results = "results/quick"\nprofile = "quick"', "parameters"),
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib import aggregate\n"
+             "written = aggregate.write_aggregate(results)\nfigures = aggregate.write_overlay_figures(results)\n"
+             "pp = aggregate.seed_mean(aggregate.collect_per_patient(results))"),
+    ("md", "## Table 1: modality ablation"),
+    ("code", "for label in sorted(pp.train_label.unique()):\n    print(label)\n    display(aggregate.table1(pp, label))"),
+    ("md", "## Table 2: cross-evaluation matrix (dual input)"),
+    ("code", "if pp.train_label.nunique() > 1:\n    display(aggregate.table2(pp)[0])"),
+    ("md", "## Figures"),
+    ("code", "from IPython.display import Image, display\n"
+             "for name in ('figure2_overlay', 'figure3_models', 'table2_heatmap', 'training_curves'):\n"
+             "    p = Path(results) / 'aggregate' / f'{name}.png'\n    if p.exists():\n        display(Image(filename=str(p)))"),
+]
+
+if __name__ == "__main__":
+    HERE.mkdir(exist_ok=True)
+    for name, cells in (("01_cohort.ipynb", COHORT), ("02_train_eval.ipynb", TRAIN_EVAL), ("03_aggregate.ipynb", AGGREGATE)):
+        nbf.write(notebook(cells), HERE / name)
+        print("wrote", HERE / name)
