@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from studylib.augmentation import AugmentConfig, augment_batch
 from studylib.losses import HybridLoss
 from studylib.models import UNet
 from studylib.training import TrainConfig, train_model
@@ -120,8 +119,6 @@ def main() -> None:
         peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
         if peak:
             print(f"fraction of bf16 dense peak ({peak:.0f} TFLOP/s): {ours * flops / 1e12 / peak:.3f}")
-    augment_batch  # noqa: B018  (our trainer's augmentation, imported to document what is timed)
-    AugmentConfig  # noqa: B018
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 def _synth(args) -> int:
     from .synthetic import generate_cohort
 
-    out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite)
+    out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite, jobs=args.jobs)
     print(f"synthetic cohort written to {out}")
     return 0
 
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="paper", choices=["paper", "quick"])
     p.add_argument("--mri", action="store_true", help="also generate a STIR-like MRI channel")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("cohort", help="cohort descriptions")

@@ -79,7 +79,9 @@ def abstract(ctx: ReportContext) -> str:
     means = sub.groupby("modality")["dsc"].mean()
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in agg.MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
-    text = (f"We re-ran the paper's design on the cohort `{Path(ctx.study.get('cohort', '?')).name}` "
+    cohort_json = Path(ctx.study.get("cohort", ""))
+    name = json.loads(cohort_json.read_text()).get("name", cohort_json.parent.name) if cohort_json.is_file() else "?"
+    text = (f"We re-ran the paper's design on the cohort `{name}` "
             f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
             f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
             f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")

@@ -797,6 +797,14 @@ def _write_patient(vol: PatientVolumes, folder: Path) -> None:
         raise
 
 
+def _generate_and_write(task) -> tuple[dict, float]:
+    pid, seed, index, scale, with_mri, out = task
+    start = time.perf_counter()
+    vol = generate_patient(pid, seed, index, scale=scale, with_mri=with_mri)
+    _write_patient(vol, Path(out) / pid)
+    return vol.meta, time.perf_counter() - start
+
+
 def generate_cohort(
     out: str | os.PathLike,
     patients: int = 20,
@@ -805,8 +813,13 @@ def generate_cohort(
     with_mri: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    jobs: int | None = None,
 ) -> Path:
-    """Generate a synthetic cohort folder (``cohort.json``, ``manifest.csv``, a folder per patient)."""
+    """Generate a synthetic cohort folder (``cohort.json``, ``manifest.csv``, a folder per patient).
+
+    Patients are independent (each has its own random stream from (seed, index)), so ``jobs`` processes
+    generate them in parallel with identical results.
+    """
     if not isinstance(patients, int) or patients < 1:
         raise ValueError(f"--patients must be a positive integer, got {patients!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -819,23 +832,28 @@ def generate_cohort(
             raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm.auto import tqdm
 
+    tasks = [(f"P{index:03d}", seed, index, scale, with_mri, out) for index in range(patients)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, patients))
     rows = []
     spec_patients = {}
-    for index in tqdm(range(patients), desc="synthetic patients", disable=not progress):
-        pid = f"P{index:03d}"
-        start = time.perf_counter()
-        vol = generate_patient(pid, seed, index, scale=scale, with_mri=with_mri)
-        _write_patient(vol, out / pid)
-        m = vol.meta
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = list(tqdm(pool.map(_generate_and_write, tasks), total=patients, desc="synthetic patients",
+                                disable=not progress))
+    else:
+        results = [_generate_and_write(t) for t in tqdm(tasks, desc="synthetic patients", disable=not progress)]
+    for (pid, *_), (m, seconds) in zip(tasks, results):
         rows.append({
             "patient_id": pid, "site": m["site"], "side": m["affected_side"], "implant": m["implant"] or "none",
             "confounders": ";".join(m["confounders"]) or "none", "n_foci": len(m["foci"]),
             "ct_size": "x".join(map(str, m["ct_grid"]["size"])), "ct_spacing_mm": "x".join(f"{v:.2f}" for v in m["ct_grid"]["spacing"]),
             "pet_spacing_mm": "x".join(f"{v:.2f}" for v in m["pet_grid"]["spacing"]),
             **{f"{k}_ml": round(v, 3) for k, v in m["volumes_ml"].items()},
-            "suvmax": round(m["suvmax_observed"], 2), "seconds": round(time.perf_counter() - start, 2),
+            "suvmax": round(m["suvmax_observed"], 2), "seconds": round(seconds, 2),
         })
         entry = {"ct": f"{pid}/ct.nii.gz", "pet": f"{pid}/pet.nii.gz",
                  "labels": {k: f"{pid}/{k}.nii.gz" for k in ("label_a", "label_b", "truth")}, "meta": f"{pid}/meta.json"}

@@ -1,0 +1,52 @@
+"""Time synthetic generation, ingestion (+registration, preprocessing, cache) and CPU inference at paper scale.
+
+Targets: 20 paper-scale patients generated in under 2 minutes and under 300 MB; one 512x512x100 patient
+ingested + registered + preprocessed in under 20 s; CPU inference time reported for the paper model.
+Usage: python benchmarks/ingest_speed.py [--patients 20]
+"""
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from studylib.cohort import load_cohort
+from studylib.inference import probability_volume
+from studylib.models import ModelConfig, build_model
+from studylib.preprocessing import PreprocessConfig, cache_patient
+from studylib.synthetic import generate_cohort
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        generate_cohort(tmp / "cohort", args.patients, 0, "paper", progress=False)
+        gen = time.perf_counter() - start
+        size_mb = int(subprocess.run(["du", "-sm", str(tmp / "cohort")], capture_output=True, text=True).stdout.split()[0])
+        print(f"generate {args.patients} paper-scale patients: {gen:.1f} s (target 120 s: ratio {gen / 120:.2f}); "
+              f"{size_mb} MB on disk (target 300 MB: ratio {size_mb / 300:.2f})")
+        cohort = load_cohort(tmp / "cohort")
+        times = []
+        for pid in cohort.patient_ids[:3]:
+            start = time.perf_counter()
+            cached = cache_patient(cohort.patient(pid), PreprocessConfig(), tmp / "cache")
+            times.append(time.perf_counter() - start)
+            print(f"ingest+register+preprocess {pid} ({'x'.join(map(str, cached.meta['ct_geometry']['size']))}): "
+                  f"{times[-1]:.1f} s (target 20 s: ratio {times[-1] / 20:.2f})")
+        model = build_model(ModelConfig(), 2).eval()
+        torch.set_num_threads(2)
+        start = time.perf_counter()
+        probs = probability_volume(model, cached.images, [0, 1], cached.meta["ct_geometry"], batch_size=16)
+        print(f"CPU inference, paper U-Net, {probs.shape[0]} slices at 224x224 -> {probs.shape[1]}x{probs.shape[2]}: "
+              f"{time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
