@@ -10,7 +10,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from .cohort import Cohort
-from .figures import patient_qa_figure, save_figure
+from .figures import lesion_slice, patient_qa_figure, registration_qa_figure, save_figure
 from .imageio import read_image
 from .metrics import patient_level_kappa
 from .preprocessing import load_native
@@ -52,8 +52,13 @@ def write_patient_figures(cohort: Cohort, cache_dir: Path, out_dir: Path, limit:
         labels, _ = load_native(cache_dir, pid)
         info = record.read_meta()
         title = f"{pid} {info.get('site', '')} implant={info.get('implant')} {','.join(info.get('confounders', []))}"
-        fig = patient_qa_figure(sitk.GetArrayFromImage(ct), pet_on_ct, labels, title)
+        ct_array = sitk.GetArrayFromImage(ct)
+        fig = patient_qa_figure(ct_array, pet_on_ct, labels, title)
         written += save_figure(fig, out_dir / f"qa_{pid}")
+        z = lesion_slice(next(iter(labels.values()))) if labels else ct_array.shape[0] // 2
+        before = sitk.GetArrayFromImage(resample_to(pet, ct))
+        fig = registration_qa_figure(ct_array, before, pet_on_ct, z, f"{pid}: PET over CT before/after registration")
+        save_figure(fig, out_dir / f"registration_{pid}")
     return written
 
 

@@ -31,11 +31,39 @@ def read_image(path: str | os.PathLike, patient_id: str = "?", modality: str | N
     return image
 
 
+def nifti_nonfinite_count(path: str | os.PathLike) -> int:
+    """NaN/inf voxels stored in a float NIfTI-1 file.
+
+    ITK's NIfTI reader silently turns NaN into 0, so the file's own bytes are checked.
+    """
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        header = fh.read(348)
+        if len(header) < 348:
+            return 0
+        endian = "<" if np.frombuffer(header[0:4], "<i4")[0] == 348 else ">"
+        datatype = int(np.frombuffer(header[70:72], f"{endian}i2")[0])
+        dtype = {16: "f4", 64: "f8"}.get(datatype)
+        if dtype is None:
+            return 0
+        offset = int(np.frombuffer(header[108:112], f"{endian}f4")[0])
+        fh.read(max(offset - 348, 0))
+        data = np.frombuffer(fh.read(), f"{endian}{dtype}")
+    return int((~np.isfinite(data)).sum())
+
+
 def check_finite(image: sitk.Image, patient_id: str, path: str | os.PathLike) -> np.ndarray:
-    """Return the image's array, refusing NaN or infinite voxels."""
+    """Return the image's array, refusing NaN or infinite voxels (checked in the file itself for NIfTI)."""
     array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    bad = 0
+    if np.issubdtype(array.dtype, np.floating):
         bad = int((~np.isfinite(array)).sum())
+        if not bad and str(path).endswith((".nii", ".nii.gz")):
+            bad = nifti_nonfinite_count(path)
+    if bad:
         raise ImageReadError(f"patient {patient_id}: {path} has {bad} NaN/inf voxels")
     return array
 

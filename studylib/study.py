@@ -288,9 +288,11 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
     splits = load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
     del splits
     cohort_nb = out / "notebooks" / "01_cohort.ipynb"
-    if not cohort_nb.exists():
+    cohort_done = cohort_nb.with_suffix(".done")  # written only after the notebook ran to the end
+    if not cohort_done.exists():
         execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": str(cohort_obj.path), "cache_dir": str(cache_dir),
                                                         "out_dir": str(out / "cohort_qa")})
+        cohort_done.write_text(git_commit())
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", threads)
     todo = [r for r in runs if not run_is_finished(r)]
