@@ -68,6 +68,7 @@ def _cache_one(args) -> dict:
 
 def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Stage 1: preprocess every patient into the slice cache (parallel over patients)."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
@@ -76,7 +77,8 @@ def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int =
     tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0) for pid in cohort.patient_ids]
     rows = []
     if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
+        # spawn, not fork: forking a process whose torch/OpenMP threads already run can deadlock the child
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for row in tqdm(pool.map(_cache_one, tasks), total=len(tasks), desc="preprocess", disable=not progress):
                 rows.append(row)
     else:

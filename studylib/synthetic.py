@@ -607,14 +607,24 @@ class PatientVolumes:
     mri: sitk.Image | None = None
 
 
+def _patient_stream(patient_id: str, seed: int, index: int, scale: str) -> tuple[np.random.Generator, PatientAnatomy]:
+    rng = np.random.default_rng([seed, index])
+    z_len = float(rng.uniform(200, 300) * SCALES[scale]["z"])
+    return rng, sample_anatomy(rng, patient_id, z_len)
+
+
+def patient_anatomy(seed: int, index: int, scale: str = "paper") -> PatientAnatomy:
+    """The sampled anatomy of patient ``index`` without generating any image (cheap)."""
+    return _patient_stream(f"P{index:03d}", seed, index, scale)[1]
+
+
 def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper", with_mri: bool = False) -> PatientVolumes:
     """Generate one synthetic patient deterministically from (seed, index)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}' (choose from {sorted(SCALES)})")
-    rng = np.random.default_rng([seed, index])
+    rng, an = _patient_stream(patient_id, seed, index, scale)
     sc = SCALES[scale]
-    z_len = float(rng.uniform(200, 300) * sc["z"])
-    an = sample_anatomy(rng, patient_id, z_len)
+    z_len = an.z_len
     ct_grid = _ct_grid(rng, sc, z_len)
     an.z_len = ct_grid.spacing[2] * (ct_grid.size[2] - 1)
     xs, ys, zs = ct_grid.axes()
@@ -832,6 +842,7 @@ def generate_cohort(
             raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
@@ -841,7 +852,8 @@ def generate_cohort(
     rows = []
     spec_patients = {}
     if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
+        # spawn, not fork: forking a process whose torch/OpenMP threads already run can deadlock the child
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(tqdm(pool.map(_generate_and_write, tasks), total=patients, desc="synthetic patients",
                                 disable=not progress))
     else:
