@@ -151,7 +151,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         mean.to_csv(out / "table2_mean.csv")
         sd.to_csv(out / "table2_sd.csv")
         model_tests(pp).to_csv(out / "table2_tests.csv", index=False)
-        fig = heatmap_figure(mean, sd, "Cross-evaluation (dual input): 3D DSC, %")
+        fig = heatmap_figure(mean, sd, "Cross-evaluation, dual input (3D DSC %)")
         written["figures"]["table2_heatmap"] = [str(p) for p in save_figure(fig, out / "table2_heatmap", figure_formats)]
         dual = pp[pp.modality == "dual"]
         fig = distribution_figure(dual, "dsc", "ground_truth", hue="train_label", title="3D DSC per patient by model and ground truth")

@@ -182,7 +182,7 @@ def distribution_figure(per_patient: pd.DataFrame, metric: str, x: str, hue: str
 
 def heatmap_figure(matrix: pd.DataFrame, sd: pd.DataFrame | None = None, title: str = "") -> plt.Figure:
     """Cross-evaluation matrix heatmap (rows models, columns ground truths), annotated mean +- SD."""
-    fig, ax = plt.subplots(figsize=(5.2, 4))
+    fig, ax = plt.subplots(figsize=(1.8 * matrix.shape[1] + 2.5, 1.4 * matrix.shape[0] + 1.6))
     values = matrix.to_numpy(dtype=float)
     im = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(1.0, np.nanmax(values)))
     for i in range(values.shape[0]):
@@ -195,7 +195,7 @@ def heatmap_figure(matrix: pd.DataFrame, sd: pd.DataFrame | None = None, title: 
     ax.set_yticks(range(values.shape[0]), matrix.index)
     ax.set_xlabel("ground truth")
     ax.set_ylabel("model")
-    fig.colorbar(im, ax=ax, label="3D DSC")
+    fig.colorbar(im, ax=ax, label="3D DSC", shrink=0.8)
     ax.set_title(title)
     fig.tight_layout()
     return fig
