@@ -86,11 +86,11 @@ def patient_qa_figure(ct: np.ndarray, pet_on_ct: np.ndarray, labels: dict[str, n
     axes[2].imshow(np.ma.masked_less(pet_s, 0.15 * max(pet_s.max(), 1e-6)), cmap="hot", alpha=0.55)
     axes[2].set_title("fused")
     axes[3].imshow(ct_s, cmap="gray")
-    for name in ("label_a", "label_b", "truth"):
-        if name in labels:
-            _contour(axes[3], labels[name][z][box], MODEL_COLOURS[name], name, fill=0.0 if name == "truth" else 0.25)
+    for name in sorted(labels, key=lambda n: (n == "truth", n)):
+        _contour(axes[3], labels[name][z][box], MODEL_COLOURS.get(name, "#ff7f0e"), name,
+                 fill=0.0 if name == "truth" else 0.25)
     axes[3].legend(loc="lower right", fontsize=7)
-    axes[3].set_title("labels (A red, B blue)")
+    axes[3].set_title("labels (A red, B blue)" if "label_a" in labels else "labels")
     for ax in axes:
         ax.axis("off")
     fig.suptitle(f"{title}  slice {z}")

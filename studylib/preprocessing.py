@@ -143,10 +143,11 @@ def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0, label
     return PatientOnCT(pid, ct, channels, label_arrays, reg, pet if keep_pet_native else None)
 
 
-def normalise_channels(patient: PatientOnCT, config: PreprocessConfig) -> dict[str, np.ndarray]:
+def normalise_channels(patient: PatientOnCT, config: PreprocessConfig,
+                       body: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each channel scaled as configured (CT bone window + min-max, PET min-max per volume by default)."""
     ct = patient.channels["ct"]
-    body = body_mask(ct)
+    body = body_mask(ct) if body is None else body
     out = {}
     if config.ct_norm == "window_minmax":
         out["ct"] = bone_window(ct, config.ct_width, config.ct_level)
@@ -229,7 +230,8 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
             return CachedPatient(record.patient_id, np.load(folder / "images.npy", mmap_mode="r"),
                                  np.load(folder / "labels.npy", mmap_mode="r"), meta["channels"], meta["labels"], meta)
     patient = load_patient_on_ct(record, config.registration, seed)
-    norm = normalise_channels(patient, config)
+    body = body_mask(patient.channels["ct"])
+    norm = normalise_channels(patient, config, body)
     channel_names = [c for c in ("ct", "pet", "mri") if c in norm]
     label_names = sorted(patient.labels)
     images = np.stack([resize_slices(norm[c], config.image_size) for c in channel_names], axis=1).astype(np.float16)
@@ -249,7 +251,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     np.save(tmp / "images.npy", images)
     np.save(tmp / "labels.npy", labels)
     # native-grid labels and body mask for exact 3D evaluation on the CT grid
-    np.savez_compressed(tmp / "native.npz", body=body_mask(patient.channels["ct"]),
+    np.savez_compressed(tmp / "native.npz", body=body,
                         **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names})
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(folder, ignore_errors=True)

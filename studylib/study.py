@@ -287,8 +287,7 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
     for pid in cohort_obj.patient_ids:
         meta = cohort_obj.patient(pid).read_meta()
         strata[pid] = str(meta.get("implant") or "none")
-    splits = load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
-    del splits
+    load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
     cohort_nb = out / "notebooks" / "01_cohort.ipynb"
     cohort_done = cohort_nb.with_suffix(".done")  # written only after the notebook ran to the end
     if not cohort_done.exists():

@@ -97,7 +97,7 @@ def _blob_field(blob: Blob, x, y, z, scale: float = 1.0) -> np.ndarray:
     x, y, z = np.broadcast_arrays(x, y, z)
     reach = blob.reach(scale)
     near = (np.abs(x - blob.center[0]) < reach) & (np.abs(y - blob.center[1]) < reach)
-    near &= np.abs(z - blob.center[2]) < blob.radii[2] * scale * 1.6 + reach * 0.0 + 1e-3 + reach
+    near &= np.abs(z - blob.center[2]) < reach
     out = np.full(x.shape, np.inf, dtype=np.float32)
     if near.any():
         out[near] = blob.normalized_radius(x[near], y[near], z[near], scale)
