@@ -209,8 +209,8 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
 
     results = Path(results)
     out = results / "aggregate"
-    cohort = load_cohort(results / "cohort" if (results / "cohort" / "cohort.json").exists()
-                         else json.loads((results / "study.json").read_text())["cohort"])
+    run_params = next(iter(sorted(results.glob("runs/*/params.json"))))
+    cohort = load_cohort(json.loads(run_params.read_text())["cohort"])
     pid = choose_figure_patient(results, cohort)
     record = cohort.patient(pid)
     ct = read_image(record.images["ct"], pid, "CT")

@@ -276,7 +276,7 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
 
     started = time.perf_counter()
     profile = load_profile(profile_name)
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cohort_path = ensure_cohort(profile, cohort, out)
     cohort_obj = load_cohort(cohort_path)
