@@ -126,11 +126,15 @@ class RunParams:
         return run_id(self.modality, self.label, self.fold, self.seed)
 
     def identity(self) -> dict:
-        """The parameters that decide a run's result (a finished run with the same identity is skipped)."""
-        d = asdict(self)
-        d.pop("threads")
-        d.pop("run_dir")
-        return d
+        """What decides a run's result: the grid cell, and the contents (not the paths) of its profile, cohort
+        description and splits, so a moved results folder is still recognised as done."""
+        import hashlib
+
+        def digest(path: str) -> str:
+            return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+        return {"modality": self.modality, "label": self.label, "fold": self.fold, "seed": self.seed,
+                "profile": digest(self.profile), "cohort": digest(self.cohort), "splits": digest(self.splits)}
 
 
 def run_id(modality: str, label: str, fold: int, seed: int) -> str:
