@@ -60,7 +60,8 @@ class ReportContext:
         per_patient = agg.seed_mean(agg.collect_per_patient(results))
         summaries = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/summary.json"))]
         study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
-        profile = load_profile(summaries[0]["params"]["profile"])
+        first_params = json.loads((results / "runs" / summaries[0]["run_id"] / "params.json").read_text())
+        profile = load_profile(first_params["profile"])
         agreement_path = results / "cohort_qa" / "agreement.json"
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
         return cls(results, per_patient, summaries, profile, study, agreement)
@@ -255,7 +256,8 @@ def reproducibility_section(ctx: ReportContext) -> str:
     lines = [f"- git commit: `{env.get('git_commit', '?')}`", f"- command: `{ctx.study.get('command', 'python -m studylib study')}`",
              f"- device: {env.get('device', '?')}; Python {env.get('python', '?')}",
              "- packages: " + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items()),
-             f"- study wall time: {ctx.study.get('wall_seconds', float('nan')):.0f} s", ""]
+             f"- wall time of the last `study` invocation: {ctx.study.get('wall_seconds', float('nan')):.0f} s "
+             f"(runs it skipped as done: {ctx.study.get('skipped_as_done', 0)}); per-run wall times below", ""]
     rows = [{"run": s["run_id"], "train slices": s["n_train_slices"], "best epoch": s["best_epoch"],
              "epochs": s["epochs_run"], "wall (s)": f"{s['wall_seconds']:.0f}",
              "notebook": f"[run.ipynb]({(ctx.results / 'runs' / s['run_id'] / 'run.ipynb').as_posix()})"} for s in ctx.summaries]

@@ -199,7 +199,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     per_patient = pd.DataFrame(rows)
     per_patient.to_csv(run_dir / "per_patient.csv", index=False)
     summary = {
-        "params": params.identity(), "run_id": params.run_id, "profile": profile.name,
+        "params": params.identity(), "run_id": params.run_id, "profile": profile.name, "profile_path": params.profile,
         "n_train_slices": int(len(tx)), "n_val_slices": int(len(vx)), "n_parameters": count_parameters(model),
         "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
