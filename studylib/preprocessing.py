@@ -222,7 +222,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists."""
     folder = Path(cache_dir) / record.patient_id
     sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
-    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 1}
+    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 2}
     meta_path = folder / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
