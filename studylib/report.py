@@ -49,6 +49,8 @@ class ReportContext:
     summaries: list[dict]
     profile: Profile
     study: dict
+    cohort_path: Path
+    cohort_spec: dict
     agreement: dict = field(default_factory=dict)
 
     @classmethod
@@ -62,9 +64,11 @@ class ReportContext:
         study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
         first_params = json.loads((results / "runs" / summaries[0]["run_id"] / "params.json").read_text())
         profile = load_profile(first_params["profile"])
+        cohort_path = Path(first_params["cohort"])
+        cohort_spec = json.loads(cohort_path.read_text()) if cohort_path.is_file() else {}
         agreement_path = results / "cohort_qa" / "agreement.json"
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
-        return cls(results, per_patient, summaries, profile, study, agreement)
+        return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement)
 
     @property
     def labels(self) -> list[str]:
@@ -80,8 +84,7 @@ def abstract(ctx: ReportContext) -> str:
     means = sub.groupby("modality")["dsc"].mean()
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in agg.MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
-    cohort_json = Path(ctx.study.get("cohort", ""))
-    name = json.loads(cohort_json.read_text()).get("name", cohort_json.parent.name) if cohort_json.is_file() else "?"
+    name = ctx.cohort_spec.get("name", ctx.cohort_path.parent.name)
     text = (f"We re-ran the paper's design on the cohort `{name}` "
             f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
             f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
@@ -140,8 +143,7 @@ def specificity_note() -> str:
 
 def data_section(ctx: ReportContext) -> str:
     """Cohort description and the synthetic cohort's stated assumptions."""
-    cohort_json = Path(ctx.study.get("cohort", ctx.results / "cohort" / "cohort.json"))
-    spec = json.loads(cohort_json.read_text()) if cohort_json.exists() else {}
+    spec, cohort_json = ctx.cohort_spec, ctx.cohort_path
     lines = [f"Cohort **{spec.get('name', cohort_json.parent.name)}**: {len(spec.get('patients', {}))} patients; "
              f"labels: " + "; ".join(f"`{k}`: {v}" for k, v in spec.get("labels", {}).items()) + ".\n"]
     synth = spec.get("synthetic")

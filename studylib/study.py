@@ -22,6 +22,7 @@ from .config import MODALITY_CHANNELS, Profile, load_profile
 from .inference import probability_volume, write_prediction
 from .metrics import agreement, patient_metrics
 from .models import build_model, count_parameters
+from .parallel import map_in_processes
 from .preprocessing import CachedPatient, cache_patient, load_native, select_training_slices
 from .splits import load_or_make_splits
 from .training import load_checkpoint, resolve_device, train_model
@@ -68,23 +69,9 @@ def _cache_one(args) -> dict:
 
 def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Stage 1: preprocess every patient into the slice cache (parallel over patients)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0) for pid in cohort.patient_ids]
-    rows = []
-    if jobs > 1:
-        # spawn, not fork: forking a process whose torch/OpenMP threads already run can deadlock the child
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for row in tqdm(pool.map(_cache_one, tasks), total=len(tasks), desc="preprocess", disable=not progress):
-                rows.append(row)
-    else:
-        for task in tqdm(tasks, desc="preprocess", disable=not progress):
-            rows.append(_cache_one(task))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(map_in_processes(_cache_one, tasks, jobs, "preprocess", progress))
 
 
 def load_cached(cache_dir: Path, patient_id: str) -> CachedPatient:

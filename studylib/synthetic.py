@@ -842,22 +842,13 @@ def generate_cohort(
             raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
+    from .parallel import map_in_processes
 
     tasks = [(f"P{index:03d}", seed, index, scale, with_mri, out) for index in range(patients)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, patients))
     rows = []
     spec_patients = {}
-    if jobs > 1:
-        # spawn, not fork: forking a process whose torch/OpenMP threads already run can deadlock the child
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(tqdm(pool.map(_generate_and_write, tasks), total=patients, desc="synthetic patients",
-                                disable=not progress))
-    else:
-        results = [_generate_and_write(t) for t in tqdm(tasks, desc="synthetic patients", disable=not progress)]
+    results = map_in_processes(_generate_and_write, tasks, jobs, "synthetic patients", progress)
     for (pid, *_), (m, seconds) in zip(tasks, results):
         rows.append({
             "patient_id": pid, "site": m["site"], "side": m["affected_side"], "implant": m["implant"] or "none",
