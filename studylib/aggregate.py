@@ -124,6 +124,32 @@ def model_tests(per_patient: pd.DataFrame, modality: str = "dual", metric: str =
     return out
 
 
+def localisation_table(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Does each input find the affected limb? Predicted voxels on the lesion's side (chance about 0.5).
+
+    One-sided Wilcoxon signed-rank test of the per-patient fraction against 0.5, per modality and label
+    (patients with an empty prediction have no fraction and are left out, and counted).
+    """
+    if "pred_on_lesion_side" not in per_patient:
+        return pd.DataFrame()
+    from scipy.stats import wilcoxon
+
+    rows = []
+    df = per_patient[per_patient.train_label == per_patient.ground_truth]
+    for (modality, label), g in df.groupby(["modality", "train_label"]):
+        x = g["pred_on_lesion_side"].dropna().to_numpy()
+        p = float(wilcoxon(x - 0.5, alternative="greater").pvalue) if len(x) > 1 and np.any(x != 0.5) else float("nan")
+        rows.append({"modality": modality, "train_label": label, "n_patients": len(g), "n_empty": int(len(g) - len(x)),
+                     "mean_on_lesion_side": float(np.mean(x)) if len(x) else float("nan"),
+                     "min_on_lesion_side": float(np.min(x)) if len(x) else float("nan"),
+                     "n_above_half": int((x > 0.5).sum()), "p_greater_than_half": p})
+    out = pd.DataFrame(rows)
+    if len(out):
+        order = {m: i for i, m in enumerate(MODALITY_ORDER)}
+        out = out.sort_values(["train_label", "modality"], key=lambda c: c.map(order) if c.name == "modality" else c)
+    return out.reset_index(drop=True)
+
+
 def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -> dict:
     """Write every table (CSV), figure (PNG/SVG) and ``aggregate/summary.json`` for a results folder."""
     results = Path(results)
@@ -162,6 +188,11 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     if logs:
         fig = training_curves_figure(logs, "Training curves (fold 0)")
         written["figures"]["training_curves"] = [str(p) for p in save_figure(fig, out / "training_curves", figure_formats)]
+    localisation_table(pp).to_csv(out / "localisation.csv", index=False)
+    if "pred_on_lesion_side" in pp:
+        own = pp[pp.train_label == pp.ground_truth]
+        own.pivot_table(index="patient_id", columns=["modality", "train_label"], values="pred_on_lesion_side").round(3).to_csv(
+            out / "localisation_per_patient.csv")
     summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
     summary.to_csv(out / "summary_statistics.csv", index=False)
     written["n_runs"] = int(raw.run_id.nunique())

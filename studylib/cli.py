@@ -1,4 +1,4 @@
-"""Command line: ``python -m studylib {synth,cohort,prepare,study,predict,report}``."""
+"""Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,study,predict,report}``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,24 @@ from pathlib import Path
 def _synth(args) -> int:
     from .synthetic import generate_cohort
 
-    out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite, jobs=args.jobs)
+    out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite, jobs=args.jobs,
+                          readers=args.readers)
     print(f"synthetic cohort written to {out}")
+    return 0
+
+
+def _synth_sweep(args) -> int:
+    from .synthetic.sweep import drawn_range, reader_sweep, sweep_figure, sweep_summary
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = reader_sweep(args.seed, args.patients, args.scale, args.label, args.parameter, args.values, jobs=args.jobs)
+    table.to_csv(out / "reader_sweep.csv", index=False)
+    summary = sweep_summary(table)
+    summary.to_csv(out / "reader_sweep_summary.csv", index=False)
+    sweep_figure(summary, f"{args.label}.{args.parameter}", drawn_range(args.label, args.parameter)).savefig(
+        out / "reader_sweep.png", dpi=150)
+    print(summary.to_string(index=False))
     return 0
 
 
@@ -70,7 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mri", action="store_true", help="also generate a STIR-like MRI channel")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--readers", type=int, default=2,
+                   help="simulated readers (label_a sensitive, label_b specific, then reader_3.. alternating styles)")
     p.set_defaults(func=_synth)
+
+    from .synthetic import DEVELOPMENT_SEED
+    from .synthetic.sweep import SWEEP_LABEL, SWEEP_PARAMETER, SWEEP_VALUES
+
+    p = sub.add_parser("synth-sweep", help="re-read the same synthetic images with one reader parameter swept")
+    p.add_argument("--out", required=True)
+    p.add_argument("--patients", type=int, default=8)
+    p.add_argument("--seed", type=int, default=DEVELOPMENT_SEED, help="cohort seed (default: the development seed)")
+    p.add_argument("--scale", default="quick", choices=["paper", "quick"])
+    p.add_argument("--label", default=SWEEP_LABEL)
+    p.add_argument("--parameter", default=SWEEP_PARAMETER)
+    p.add_argument("--values", type=float, nargs="+", default=list(SWEEP_VALUES))
+    p.add_argument("--jobs", type=int, default=None)
+    p.set_defaults(func=_synth_sweep)
 
     p = sub.add_parser("cohort", help="cohort descriptions")
     csub = p.add_subparsers(dest="cohort_command", required=True)

@@ -67,6 +67,7 @@ class Cohort:
     train_labels: list[str]
     patients: dict[str, PatientRecord] = field(default_factory=dict)
     description: str = ""
+    synthetic: dict | None = None  # generator settings of a synthetic cohort (seed, scale, readers, assumptions)
 
     @property
     def patient_ids(self) -> list[str]:
@@ -135,6 +136,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
         train_labels=list(train_labels),
         patients=patients,
         description=spec.get("description", ""),
+        synthetic=spec.get("synthetic"),
     )
 
 

@@ -16,6 +16,7 @@ from .metrics import patient_level_kappa
 from .preprocessing import load_native
 from .registration import resample_to, transform_from_record
 from .study import load_cached, rater_agreement
+from .synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary
 
 
 def write_agreement(cohort: Cohort, cache_dir: Path, out_dir: Path) -> pd.DataFrame:
@@ -27,12 +28,15 @@ def write_agreement(cohort: Cohort, cache_dir: Path, out_dir: Path) -> pd.DataFr
         return table
     a, b = cohort.train_labels[:2]
     table = rater_agreement(cohort, cache_dir, a, b)
+    table["ceiling_off_diagonal_dice"] = ceiling(table["volume_ratio_a_over_b"])
     table.to_csv(out_dir / "agreement.csv", index=False)
     pooled = {
         "labels": [a, b], "n_patients": len(table),
         "dice_ab_mean": float(table.dice_ab.mean()), "dice_ab_sd": float(table.dice_ab.std(ddof=1)),
         "kappa_voxel_mean": float(table.kappa_voxel.mean()), "kappa_voxel_body_mean": float(table.kappa_voxel_body.mean()),
         "volume_a_ml_mean": float(table.volume_a_ml.mean()), "volume_b_ml_mean": float(table.volume_b_ml.mean()),
+        "volume_ratio_median": float(table.volume_ratio_a_over_b.median()),
+        "fraction_b_inside_a_mean": float(table.fraction_b_inside_a.mean()),
         "patient_level_kappa": patient_level_kappa(list(table.volume_a_ml > 0), list(table.volume_b_ml > 0)),
     }
     (out_dir / "agreement.json").write_text(json.dumps(pooled, indent=1))
@@ -77,3 +81,17 @@ def write_histograms(cohort: Cohort, out_dir: Path, limit: int = 8) -> Path:
     axes[1].set_xlabel("PET (SUV)")
     axes[0].legend(fontsize=6, ncol=2)
     return save_figure(fig, out_dir / "intensity_histograms")[0]
+
+
+def write_reader_sweep(cohort: Cohort, out_dir: Path, patients: int = 6, progress: bool = True) -> pd.DataFrame | None:
+    """Synthetic cohorts only: agreement and ceiling when label B's uptake threshold is swept (CSV + figure)."""
+    synth = cohort.synthetic
+    if not synth:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = reader_sweep(synth["seed"], min(patients, synth["patients"]), synth["scale"], progress=progress)
+    table.to_csv(out_dir / "reader_sweep.csv", index=False)
+    summary = sweep_summary(table)
+    summary.to_csv(out_dir / "reader_sweep_summary.csv", index=False)
+    save_figure(sweep_figure(summary, table["parameter"].iloc[0], drawn_range()), out_dir / "reader_sweep")
+    return summary

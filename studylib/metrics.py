@@ -164,6 +164,7 @@ def patient_metrics(pred: np.ndarray, ref: np.ndarray, spacing, body: np.ndarray
     }
     if body is not None:
         out["specificity_body"] = specificity(confusion_counts(pred, ref, within=body))
+        out["pred_on_lesion_side"] = lesion_side_fraction(pred, ref, body)
     out["volume_pred_ml"] = (c.tp + c.fp) * voxel_ml
     out["volume_ref_ml"] = (c.tp + c.fn) * voxel_ml
     out["volume_diff_ml"] = out["volume_pred_ml"] - out["volume_ref_ml"]
@@ -187,6 +188,26 @@ def patient_metrics(pred: np.ndarray, ref: np.ndarray, spacing, body: np.ndarray
     out["nsd_tolerance_mm"] = nsd_tolerance_mm
     out.update(lesion_detection(pred, ref, voxel_ml))
     return out
+
+
+def lesion_side_fraction(pred: np.ndarray, ref: np.ndarray, body: np.ndarray) -> float:
+    """Fraction of predicted voxels on the reference lesion's side of the body's left-right midline.
+
+    With both limbs in the field of view, chance localisation gives about 0.5. NaN when the prediction or the
+    reference is empty. The midline is the mean x (last array axis) of the body mask.
+    """
+    pred, ref, body = np.asarray(pred, bool), np.asarray(ref, bool), np.asarray(body, bool)
+    if not pred.any() or not ref.any() or not body.any():
+        return float("nan")
+    columns = np.arange(pred.shape[-1])
+
+    def mean_column(mask: np.ndarray) -> float:
+        return float((mask.sum(axis=(0, 1)) * columns).sum() / mask.sum())
+
+    midline = mean_column(body)
+    same_side = np.sign(columns - midline) == np.sign(mean_column(ref) - midline)
+    pred_columns = pred.sum(axis=(0, 1))
+    return float(pred_columns[same_side].sum() / pred_columns.sum())
 
 
 def agreement(a: np.ndarray, b: np.ndarray, spacing, body: np.ndarray | None = None) -> dict:

@@ -150,11 +150,16 @@ def data_section(ctx: ReportContext) -> str:
     if synth:
         lines.append("This cohort is **synthetic**; it is not the paper's private cohort. Its assumptions, stated plainly:\n")
         lines += [f"- **{k}**: {v}" for k, v in synth["assumptions"].items()]
+        slices = synth.get("lesion_slices_total")
+        if slices:
+            lines.append("\nAxial slices holding each label, summed over patients: "
+                         + ", ".join(f"`{k}` {v}" for k, v in slices.items())
+                         + " (the paper trained on 3,259 lesion slices of 14 training patients).")
         manifest = cohort_json.parent / "manifest.csv"
         if manifest.exists():
             m = pd.read_csv(manifest)
             keep = [c for c in ("patient_id", "site", "implant", "confounders", "n_foci", "truth_ml", "label_a_ml",
-                                "label_b_ml", "suvmax") if c in m]
+                                "label_b_ml", "label_a_slices", "label_b_slices", "suvmax") if c in m]
             lines.append("\nPer-patient summary:\n\n" + markdown_table(m[keep]))
     return "\n".join(lines) + "\n"
 
@@ -168,9 +173,49 @@ def agreement_table(ctx: ReportContext) -> str:
     rows = [(name, f"{table[col].mean():.3f} ± {table[col].std(ddof=1):.3f}") for name, col in (
         ("Dice(A, B)", "dice_ab"), ("voxel kappa, whole volume", "kappa_voxel"), ("voxel kappa, body", "kappa_voxel_body"),
         ("volume A (ml)", "volume_a_ml"), ("volume B (ml)", "volume_b_ml"), ("fraction of B inside A", "fraction_b_inside_a"))]
+    if "ceiling_off_diagonal_dice" in table:
+        rows.append(("volume ratio r = A / B (median)", f"{table.volume_ratio_a_over_b.median():.2f}"))
+        rows.append(("ceiling 2/(1+r) of a perfect model off the diagonal of Table 2 (median)",
+                     f"{table.ceiling_off_diagonal_dice.median():.3f}"))
     pk = a.get("patient_level_kappa")
     rows.append(("patient-level kappa", "n/a (no lesion-free patient)" if pk is None or pk != pk else f"{pk:.3f}"))
     return markdown_table(pd.DataFrame(rows, columns=["agreement", "value"]))
+
+
+def reader_sweep_markdown(ctx: ReportContext) -> str:
+    """The reader sweep of a synthetic cohort: agreement and ceiling against label B's uptake threshold."""
+    path = ctx.results / "cohort_qa" / "reader_sweep_summary.csv"
+    if not path.exists():
+        return "No reader sweep (the cohort is not synthetic, or its QA notebook has not run).\n"
+    table = pd.read_csv(path).rename(columns={
+        "value": "label B SUV threshold", "dice_ab": "Dice(A, B)", "kappa_voxel_body": "kappa (body)",
+        "volume_ratio_median": "r (median)", "ceiling_median": "ceiling 2/(1+r)", "volume_b_ml": "volume B (ml)",
+        "n_patients": "patients"})
+    return ("The same synthetic images read again, with only label B's uptake threshold changed (the cohort draws it "
+            "from the range its style states). Agreement between the annotations is an outcome of the reader "
+            "models; this shows how strongly it depends on that one choice.\n\n" + markdown_table(table.round(3)))
+
+
+def localisation_markdown(ctx: ReportContext) -> str:
+    """Fraction of predicted voxels on the affected side, per modality (chance about 0.5)."""
+    path = ctx.results / "aggregate" / "localisation.csv"
+    if not path.exists() or not len(pd.read_csv(path)):
+        return "Not computed for this results folder.\n"
+    table = pd.read_csv(path).round(4)
+    table["modality"] = table["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    table = table.astype(object).where(table.notna(), "n/a")  # every prediction of that model was empty
+    out = ("With both limbs in the field of view, a model that does not know where the infection is puts about half "
+           "of its predicted voxels on each side. One-sided Wilcoxon test of the per-patient fraction against 0.5 "
+           "(patients with an empty prediction are left out and counted; n/a: no prediction at all).\n\n" + markdown_table(table))
+    per_patient = ctx.results / "aggregate" / "localisation_per_patient.csv"
+    if per_patient.exists():
+        pp = pd.read_csv(per_patient, header=[0, 1], index_col=0)
+        ct = pp.loc[:, [c for c in pp.columns if c[0] == "ct"]]
+        if ct.shape[1]:
+            ct.columns = [f"CT only, {c[1]}" for c in ct.columns]
+            ct = ct.reset_index().round(3)
+            out += "\n**CT only, per patient**\n\n" + markdown_table(ct.astype(object).where(ct.notna(), "n/a"))
+    return out
 
 
 def table1_markdown(ctx: ReportContext) -> str:
@@ -228,11 +273,11 @@ def comparison_sentence(ctx: ReportContext) -> str:
             "the design (modality ablation, cross-evaluation, patient-level 3D metrics) is what is reproduced.\n")
 
 
-def show_figure(ctx: ReportContext, stem: str):
-    """Display a figure written by the aggregate stage (the first file whose name starts with ``stem``)."""
+def show_figure(ctx: ReportContext, stem: str, folder: str = "aggregate"):
+    """Display a figure of the results folder (the first PNG under ``folder`` whose name starts with ``stem``)."""
     from IPython.display import Image, display
 
-    candidates = sorted((ctx.results / "aggregate").glob(f"{stem}*.png"))
+    candidates = sorted((ctx.results / folder).glob(f"{stem}*.png"))
     if not candidates:
         print(f"(figure {stem} not produced by this results folder)")
         return None

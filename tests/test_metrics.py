@@ -111,3 +111,18 @@ def test_lesion_detection_rule():
     assert (out["lesion_tp"], out["lesion_fp"], out["lesion_fn"]) == (1, 1, 1)
     assert out["lesion_f1"] == pytest.approx(0.5)
     assert out["fp_volume_ml"] == pytest.approx(0.002) and out["fn_volume_ml"] == pytest.approx(0.004)
+
+
+def test_lesion_side_fraction():
+    from studylib.metrics import lesion_side_fraction
+
+    body = np.zeros((4, 10, 20), bool)
+    body[:, 2:8, 1:8] = True
+    body[:, 2:8, 12:19] = True  # two limbs, midline at x = 9.5
+    ref = np.zeros_like(body)
+    ref[1:3, 4:6, 14:16] = True  # lesion in the right-hand limb
+    pred = np.zeros_like(body)
+    pred[1, 4:6, 13:16] = True  # 6 voxels on the lesion side
+    pred[2, 4:6, 3:5] = True  # 4 on the other limb
+    assert lesion_side_fraction(pred, ref, body) == pytest.approx(0.6)
+    assert np.isnan(lesion_side_fraction(np.zeros_like(body), ref, body))

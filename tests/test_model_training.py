@@ -67,14 +67,14 @@ def test_tiny_model_overfits_four_synthetic_slices(tmp_path, quick_cohort):
     from studylib.cohort import load_cohort
     from studylib.preprocessing import PreprocessConfig, cache_patient
 
-    cached = cache_patient(load_cohort(quick_cohort).patient("P000"), PreprocessConfig(image_size=64, registration="none"),
+    cached = cache_patient(load_cohort(quick_cohort).patient("P000"), PreprocessConfig(image_size=96, registration="none"),
                            tmp_path / "cache")
     li = cached.label_names.index("label_a")
-    lesion = np.flatnonzero(np.asarray(cached.labels[:, li]).reshape(len(cached.labels), -1).sum(1) > 20)
+    lesion = np.flatnonzero(np.asarray(cached.labels[:, li]).reshape(len(cached.labels), -1).sum(1) > 40)
     idx = lesion[np.linspace(0, len(lesion) - 1, 4).astype(int)]
     x = torch.from_numpy(np.asarray(cached.images[idx]).astype(np.float32))
     y = torch.from_numpy(np.asarray(cached.labels[idx][:, [li]]).astype(np.float32))
-    cfg = TrainConfig(epochs=80, batch_size=4, lr=3e-3, patience=1000, augment=AugmentConfig(enabled=False))
+    cfg = TrainConfig(epochs=250, batch_size=4, lr=3e-3, patience=1000, augment=AugmentConfig(enabled=False))
     torch.manual_seed(0)
     result = train_model(UNet(2, (8, 16, 32, 64), 128), x, y, x, y, cfg, tmp_path / "run", progress=False)
     assert max(r["val_dice"] for r in result.log) > 0.9

@@ -6,7 +6,18 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from studylib import synthetic
-from studylib.synthetic import generate_cohort, generate_patient
+from studylib.synthetic import generate, generate_cohort, generate_patient
+from studylib.synthetic.geometry import Grid
+from studylib.synthetic.readers import visibility_rule
+from studylib.synthetic.scanners import (
+    SCALES,
+    ct_grid,
+    metal_ac_gain,
+    misalignment_transform,
+    pet_grid,
+    scan_pet,
+)
+from studylib.synthetic.sweep import reader_sweep
 
 
 def arrays(vol):
@@ -21,9 +32,15 @@ def test_same_seed_identical_different_seed_differs():
     assert a["ct"].shape != c["ct"].shape or not np.array_equal(a["ct"], c["ct"])
 
 
+@pytest.fixture(scope="module")
+def six_patients():
+    """Quick-scale patients 0-5 of the reported seed, generated once for the property tests."""
+    return [generate_patient(f"P{index:03d}", 0, index, "quick") for index in range(6)]
+
+
 @pytest.mark.parametrize("index", range(6))
-def test_patient_properties(index):
-    vol = generate_patient(f"P{index:03d}", 0, index, "quick")
+def test_patient_properties(index, six_patients):
+    vol = six_patients[index]
     x = arrays(vol)
     a, b, truth = x["label_a"].astype(bool), x["label_b"].astype(bool), x["truth"].astype(bool)
     assert truth.any() and b.any()
@@ -59,7 +76,10 @@ def _residual_std_per_slice(ct: np.ndarray) -> np.ndarray:
 
 
 def test_metal_patients_have_streaks():
-    metal = [i for i in range(40) if synthetic.patient_anatomy(0, i, "quick").implant][:2]
+    def partly_covered(an):  # metal in some slices and not in others
+        return an.implant is not None and (an.implant.z_range[0] > 10 or an.implant.z_range[1] < an.z_len - 10)
+
+    metal = [i for i in range(40) if partly_covered(synthetic.patient_anatomy(0, i, "quick"))][:2]
     assert len(metal) == 2
     for index in metal:
         ct = sitk.GetArrayFromImage(generate_patient("P", 0, index, "quick").ct)
@@ -98,7 +118,7 @@ def test_bad_inputs(tmp_path):
 
 def test_failed_write_leaves_no_complete_looking_patient(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synthetic.write_image
+    real = generate.write_image
 
     def failing(image, path, compress=True):
         calls["n"] += 1
@@ -106,7 +126,7 @@ def test_failed_write_leaves_no_complete_looking_patient(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         real(image, path, compress)
 
-    monkeypatch.setattr(synthetic, "write_image", failing)
+    monkeypatch.setattr(generate, "write_image", failing)
     with pytest.raises(OSError):
         generate_cohort(tmp_path / "c", patients=1, scale="quick", progress=False)
     assert not (tmp_path / "c" / "P000").exists()
@@ -118,3 +138,78 @@ def test_mri_channel():
     vol = generate_patient("P000", 0, 0, "quick", with_mri=True)
     mri = sitk.GetArrayFromImage(vol.mri)
     assert vol.mri.GetSpacing() != vol.ct.GetSpacing() and mri.max() > 300
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_reader_mask_is_explained_by_the_images(index, six_patients):
+    """>= 90 % of each reader's voxels show uptake above its threshold or a CT change above its level (noise-free)."""
+    vol = six_patients[index]
+    for name, draw in vol.reads.items():
+        mask = sitk.GetArrayFromImage(vol.labels[name]).astype(bool)
+        visible = visibility_rule(vol.pet_clean_on_ct, vol.view.ct_change_hu, draw)
+        assert mask.any(), name
+        assert visible[mask].mean() >= 0.9, (name, float(visible[mask].mean()))
+
+
+def test_ct_shows_the_infection(six_patients):
+    """Under noise: the infected region's CT differs from the healthy patient by several noise SDs."""
+    for vol in six_patients:
+        truth = vol.view.maps["truth"]
+        assert np.median(vol.view.ct_change_hu[truth]) > 3 * vol.meta["ct_noise_hu"]
+
+
+def test_readers_vary_between_patients_and_any_number_can_be_drawn(six_patients):
+    thresholds = {round(v.reads["label_b"].pet_threshold_suv, 3) for v in six_patients}
+    assert len(thresholds) == 6
+    assert all(v.reads["label_a"].style == "sensitive" and v.reads["label_b"].style == "specific" for v in six_patients)
+    vol = generate_patient("P000", 0, 0, "quick", n_readers=4)
+    assert set(vol.labels) == {"label_a", "label_b", "reader_3", "reader_4", "truth"}
+    assert [vol.reads[k].style for k in ("reader_3", "reader_4")] == ["sensitive", "specific"]
+    # the first two readers do not change when more are drawn
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(vol.labels["label_b"]),
+                                  sitk.GetArrayFromImage(six_patients[0].labels["label_b"]))
+    with pytest.raises(ValueError, match="readers"):
+        synthetic.reader_names(0)
+
+
+def test_paper_scale_uses_diagnostic_slices():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        assert ct_grid(rng, SCALES["paper"], 250.0).spacing[2] in (1.0, 1.25)
+
+
+def test_metal_attenuation_correction_gain():
+    metal = np.zeros((5, 40, 40), bool)
+    metal[:, 18:22, 18:22] = True
+    factor = metal_ac_gain(metal, (2.0, 2.0, 2.0), gain=0.3, decay_mm=5.0)
+    assert abs(factor[2, 20, 22] - (1 + 0.3 * np.exp(-2.0 / 5.0))) < 1e-5 and factor[2, 20, 39] < 1.01 and factor[2, 20, 20] == 1.0
+
+
+def test_pet_noise_is_spatially_correlated():
+    rng = np.random.default_rng(3)
+    an = synthetic.patient_anatomy(0, 2, "quick")
+    ct = Grid((-180.0, -180.0, 0.0), (2.0, 2.0, 3.0), (180, 180, 20))
+    an.z_len = 57.0
+    pet, clean = scan_pet(an, pet_grid(rng, ct), misalignment_transform(an, (0.0, 0.0, 20.0)), rng)
+    residual = sitk.GetArrayFromImage(pet) - sitk.GetArrayFromImage(clean)
+    inside = sitk.GetArrayFromImage(clean) > 0.5
+    pairs = inside[:, :, 1:] & inside[:, :, :-1]
+    lag1 = np.corrcoef(residual[:, :, 1:][pairs], residual[:, :, :-1][pairs])[0, 1]
+    assert lag1 > 0.3
+
+
+def test_reader_sweep_lower_threshold_gives_larger_b():
+    table = reader_sweep(synthetic.DEVELOPMENT_SEED, 2, "quick", values=(2.0, 4.0), progress=False)
+    for _, g in table.groupby("patient_id"):
+        low, high = g.sort_values("value").itertuples()
+        assert low.volume_b_ml >= high.volume_b_ml
+        assert low.ceiling_off_diagonal_dice >= high.ceiling_off_diagonal_dice
+
+
+def test_cohort_with_more_readers(tmp_path):
+    out = generate_cohort(tmp_path / "c", patients=1, scale="quick", progress=False, readers=3)
+    spec = json.loads((out / "cohort.json").read_text())
+    assert set(spec["labels"]) == {"label_a", "label_b", "reader_3", "truth"}
+    assert spec["train_labels"] == ["label_a", "label_b"]
+    assert (out / "P000" / "reader_3.nii.gz").exists()
+    assert any("Wenter" in line for line in spec["synthetic"]["assumptions"].values())

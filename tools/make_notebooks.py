@@ -33,6 +33,10 @@ COHORT = [
     ("code", "figures = cohort_qa.write_patient_figures(c, Path(cache_dir), Path(out_dir), limit=6)\n"
              "from IPython.display import Image, display\nfor f in figures[:3]:\n    display(Image(filename=str(f)))"),
     ("code", "hist = cohort_qa.write_histograms(c, Path(out_dir))\ndisplay(Image(filename=str(hist)))"),
+    ("md", "## Reader sweep (synthetic cohorts)\nThe same images read again with label B's uptake threshold swept: "
+           "agreement, the A/B volume ratio r and the ceiling 2/(1+r) of the off-diagonal cells of Table 2."),
+    ("code", "sweep = cohort_qa.write_reader_sweep(c, Path(out_dir), progress=False)\n"
+             "if sweep is not None:\n    display(sweep)\n    display(Image(filename=str(Path(out_dir) / 'reader_sweep.png')))"),
 ]
 
 TRAIN_EVAL = [
