@@ -100,10 +100,10 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_model(model, images, masks, images[:args.batch], masks[:args.batch], cfg, tmp, progress=False)
+        train_model(model, images, masks, [(images[:args.batch], masks[:args.batch])], cfg, tmp, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         cfg.epochs = 1
-        result = train_model(UNet(2, widths, 2 * widths[-1]), images, masks, images[:args.batch], masks[:args.batch],
+        result = train_model(UNet(2, widths, 2 * widths[-1]), images, masks, [(images[:args.batch], masks[:args.batch])],
                              cfg, tmp, progress=False)
     ours = result.log[-1]["images_per_s"]
     naive = naive_images_per_s(UNet(2, widths, 2 * widths[-1]), images, masks, args.steps, args.batch, device)

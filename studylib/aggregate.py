@@ -17,7 +17,7 @@ from .figures import (
     save_figure,
     training_curves_figure,
 )
-from .statistics import paired_comparisons, summarise, summary_table
+from .statistics import mean_sd_text, paired_comparisons, summarise, summary_table
 
 PAPER_TABLE1_DSC = {"ct": 72.15, "pet": 76.80, "dual": 85.20}
 PAPER_TABLE2_DSC = {("label_a", "label_a"): 80.03, ("label_a", "label_b"): 63.89,
@@ -27,28 +27,45 @@ TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
 
 
+def planned_runs(results: str | os.PathLike) -> list[Path]:
+    """Run folders of the study plan (``plan.json``); without a plan, every run folder."""
+    results = Path(results)
+    plan = results / "plan.json"
+    if plan.exists():
+        return [results / "runs" / run for run in json.loads(plan.read_text())["runs"]]
+    return sorted(p.parent for p in results.glob("runs/*/summary.json"))
+
+
 def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
-    """Concatenate every finished run's ``per_patient.csv`` (runs without ``summary.json`` are ignored)."""
-    frames = []
-    for summary in sorted(Path(results).glob("runs/*/summary.json")):
-        csv = summary.parent / "per_patient.csv"
-        if csv.exists():
-            frames.append(pd.read_csv(csv))
+    """Concatenate the ``per_patient.csv`` of every finished planned run (unfinished ones are left out)."""
+    frames = [pd.read_csv(run / "per_patient.csv") for run in planned_runs(results)
+              if (run / "summary.json").exists() and (run / "per_patient.csv").exists()]
     if not frames:
         raise FileNotFoundError(f"no finished runs under {results}/runs")
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    if "region" not in table:  # results written before evaluation regions existed
+        table["region"] = "full"
+    if "background_fraction" not in table:
+        table["background_fraction"] = 0.0
+    return table
+
+
+def primary(per_patient: pd.DataFrame, results: str | os.PathLike | None = None,
+            region: str = "full") -> pd.DataFrame:
+    """The rows of the primary analysis: one evaluation region, the primary background setting."""
+    bg = min(per_patient.background_fraction)
+    if results is not None and (Path(results) / "plan.json").exists():
+        bg = json.loads((Path(results) / "plan.json").read_text()).get("primary_background_fraction", bg)
+    keep = (per_patient.region == region) & np.isclose(per_patient.background_fraction, bg)
+    return per_patient[keep].reset_index(drop=True)
 
 
 def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Average repeated seeds per (modality, train label, ground truth, patient): one value per patient."""
-    keys = ["modality", "train_label", "ground_truth", "patient_id"]
-    numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed"])
+    """Average repeated seeds per (region, background, modality, train label, ground truth, patient)."""
+    keys = [k for k in ("region", "background_fraction") if k in per_patient]
+    keys += ["modality", "train_label", "ground_truth", "patient_id"]
+    numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
     return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()
-
-
-def _fmt(values: pd.Series) -> str:
-    s = summarise(values.to_numpy())
-    return f"{100 * s['mean']:.2f} ± {100 * s['sd']:.2f}"
 
 
 def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -58,7 +75,7 @@ def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
     for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
         g = df[df.modality == m]
         rows.append({"input": MODALITY_NAMES[m], "modality": m, "n_patients": g.patient_id.nunique(),
-                     **{metric: _fmt(g[metric]) for metric in TABLE1_METRICS if metric in g}})
+                     **{metric: mean_sd_text(g[metric]) for metric in TABLE1_METRICS if metric in g}})
     return pd.DataFrame(rows)
 
 
@@ -124,6 +141,44 @@ def model_tests(per_patient: pd.DataFrame, modality: str = "dual", metric: str =
     return out
 
 
+def region_table(every: pd.DataFrame, results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """3D DSC (mean ± SD, %) of every model against every label in both evaluation regions (primary background)."""
+    rows = []
+    for region in sorted(every.region.unique()):
+        sub = primary(every, results, region)
+        for (modality, model, gt), g in sub.groupby(["modality", "train_label", "ground_truth"]):
+            rows.append({"region": region, "modality": modality, "train_label": model, "ground_truth": gt,
+                         "n_patients": len(g), "dsc": mean_sd_text(g.dsc), "dsc_mean": 100 * g.dsc.mean()})
+    return pd.DataFrame(rows)
+
+
+def background_ablation(every: pd.DataFrame) -> pd.DataFrame:
+    """Full-volume DSC and false-positive volume by the share of lesion-free training slices (own label)."""
+    sub = every[(every.region == "full") & (every.train_label == every.ground_truth)]
+    rows = []
+    for (bg, modality, label), g in sub.groupby(["background_fraction", "modality", "train_label"]):
+        rows.append({"background_fraction": bg, "modality": modality, "train_label": label, "n_patients": len(g),
+                     "dsc": mean_sd_text(g.dsc), "fp_volume_ml": f"{g.fp_volume_ml.mean():.1f}",
+                     "specificity_body": mean_sd_text(g.specificity_body)})
+    return pd.DataFrame(rows)
+
+
+def convergence_table(results: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished planned run: epochs, best epoch, the convergence verdict and its reason."""
+    rows = []
+    for run in planned_runs(results):
+        path = run / "summary.json"
+        if not path.exists():
+            continue
+        s = json.loads(path.read_text())
+        rows.append({"run_id": s["run_id"], "n_train_slices": s.get("n_train_slices"),
+                     "train_slices_digest": s.get("train_slices_digest"), "epochs_run": s.get("epochs_run"),
+                     "best_epoch": s.get("best_epoch"), "steps": s.get("epochs_run", 0) * s.get("steps_per_epoch", 0),
+                     "final_train_loss": s.get("final_train_loss"), "converged": s.get("converged"),
+                     "reason": s.get("reason", "not recorded")})
+    return pd.DataFrame(rows)
+
+
 def localisation_table(per_patient: pd.DataFrame) -> pd.DataFrame:
     """Does each input find the affected limb? Predicted voxels on the lesion's side (chance about 0.5).
 
@@ -157,7 +212,11 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     out.mkdir(parents=True, exist_ok=True)
     raw = collect_per_patient(results)
     raw.to_csv(out / "per_patient_all.csv", index=False)
-    pp = seed_mean(raw)
+    every = seed_mean(raw)
+    pp = primary(every, results)
+    region_table(every, results).to_csv(out / "regions.csv", index=False)
+    background_ablation(every).to_csv(out / "background_ablation.csv", index=False)
+    convergence_table(results).to_csv(out / "convergence.csv", index=False)
     labels = sorted(pp.train_label.unique())
     written: dict = {"tables": {}, "figures": {}}
     for label in labels:
@@ -165,12 +224,12 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         t1.to_csv(out / f"table1_{label}.csv", index=False)
         table1_extra(pp, label).to_csv(out / f"table1_extra_{label}.csv", index=False)
         modality_tests(pp, label).to_csv(out / f"table1_tests_{label}.csv", index=False)
-        written["tables"][f"table1_{label}"] = str(out / f"table1_{label}.csv")
+        written["tables"][f"table1_{label}"] = f"aggregate/table1_{label}.csv"
         sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
         if len(sub):
             order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
             fig = distribution_figure(sub, "dsc", "modality", order=order, title=f"3D DSC per patient, trained and tested on {label}")
-            written["figures"][f"dsc_by_modality_{label}"] = [str(p) for p in save_figure(fig, out / f"dsc_by_modality_{label}", figure_formats)]
+            written["figures"][f"dsc_by_modality_{label}"] = [os.path.relpath(p, results) for p in save_figure(fig, out / f"dsc_by_modality_{label}", figure_formats)]
     if "dual" in set(pp.modality) and len(labels) > 1:
         text, mean, sd = table2(pp)
         text.to_csv(out / "table2.csv")
@@ -178,16 +237,16 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         sd.to_csv(out / "table2_sd.csv")
         model_tests(pp).to_csv(out / "table2_tests.csv", index=False)
         fig = heatmap_figure(mean, sd, "Cross-evaluation, dual input (3D DSC %)")
-        written["figures"]["table2_heatmap"] = [str(p) for p in save_figure(fig, out / "table2_heatmap", figure_formats)]
+        written["figures"]["table2_heatmap"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "table2_heatmap", figure_formats)]
         dual = pp[pp.modality == "dual"]
         fig = distribution_figure(dual, "dsc", "ground_truth", hue="train_label", title="3D DSC per patient by model and ground truth")
-        written["figures"]["dsc_by_model"] = [str(p) for p in save_figure(fig, out / "dsc_by_model", figure_formats)]
+        written["figures"]["dsc_by_model"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "dsc_by_model", figure_formats)]
     logs = {}
     for log in sorted(results.glob("runs/*__fold0__seed*/training_log.csv")):
         logs[log.parent.name.split("__fold")[0]] = pd.read_csv(log)
     if logs:
         fig = training_curves_figure(logs, "Training curves (fold 0)")
-        written["figures"]["training_curves"] = [str(p) for p in save_figure(fig, out / "training_curves", figure_formats)]
+        written["figures"]["training_curves"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "training_curves", figure_formats)]
     localisation_table(pp).to_csv(out / "localisation.csv", index=False)
     if "pred_on_lesion_side" in pp:
         own = pp[pp.train_label == pp.ground_truth]
@@ -240,8 +299,10 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
 
     results = Path(results)
     out = results / "aggregate"
-    run_params = next(iter(sorted(results.glob("runs/*/params.json"))))
-    cohort = load_cohort(json.loads(run_params.read_text())["cohort"])
+    from .study import RunParams
+
+    run_params = next(run / "params.json" for run in planned_runs(results) if (run / "params.json").exists())
+    cohort = load_cohort(RunParams.from_record(run_params).cohort)
     pid = choose_figure_patient(results, cohort)
     record = cohort.patient(pid)
     ct = read_image(record.images["ct"], pid, "CT")
@@ -258,13 +319,13 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     written = {"patient": pid}
     gts = {k: labels[k] for k in preds if k in labels}
     fig = overlay_figure(ct_arr, pet_on_ct, gts, preds, title=f"{pid} ({record.read_meta().get('implant') or 'no implant'})")
-    written["figure2"] = [str(p) for p in save_figure(fig, out / "figure2_overlay", figure_formats)]
+    written["figure2"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "figure2_overlay", figure_formats)]
     if "label_a" in preds and "label_b" in preds:
         fig = model_comparison_figure(ct_arr, pet_on_ct, preds["label_a"], preds["label_b"], title=pid)
-        written["figure3"] = [str(p) for p in save_figure(fig, out / "figure3_models", figure_formats)]
+        written["figure3"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "figure3_models", figure_formats)]
     identity = sitk.GetArrayFromImage(resample_to(pet, ct))
     z = int(np.argmax(next(iter(gts.values())).reshape(ct_arr.shape[0], -1).sum(1))) if gts else ct_arr.shape[0] // 2
     fig = registration_qa_figure(ct_arr, identity, pet_on_ct, z, f"{pid}: PET on CT before/after registration")
-    written["registration_qa"] = [str(p) for p in save_figure(fig, out / "registration_qa", figure_formats)]
+    written["registration_qa"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "registration_qa", figure_formats)]
     (out / "figures.json").write_text(json.dumps(written, indent=1))
     return written

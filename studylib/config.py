@@ -37,6 +37,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     labels: list[str] | None = None
     nsd_tolerance_mm: float = 2.0
+    background_fractions: list[float] = field(default_factory=lambda: [0.0])  # first: the primary setting
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Profile:
     train: TrainConfig
     study: StudySpec
     departures: dict[str, str]
+    assumptions: dict[str, str] = field(default_factory=dict)
     path: str = ""
 
     def as_dict(self) -> dict:
@@ -67,15 +69,49 @@ def _build(cls, data: dict | None, where: str):
     return cls(**data)
 
 
-def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load ``profiles/<name>.yaml`` or a YAML file path into a validated ``Profile``."""
+def _profile_path(name_or_path: str | os.PathLike, relative_to: Path = PROFILE_DIR) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
+    elif not path.is_absolute() and not path.exists():
+        path = relative_to / path
     if not path.exists():
         available = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no profile {name_or_path} (available: {available})")
+    return path
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """Child keys override the base's; nested maps merge key by key, lists and values are replaced."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def profile_data(name_or_path: str | os.PathLike, seen: tuple = ()) -> tuple[dict, Path]:
+    """The profile's YAML as data, with ``extends: <profile>`` resolved (the base first, then this file's keys)."""
+    path = _profile_path(name_or_path)
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'extends' forms a cycle")
     raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a profile is a YAML mapping")
+    base_name = raw.pop("extends", None)
+    if base_name:
+        base, _ = profile_data(_profile_path(base_name, path.parent), (*seen, path.resolve()))
+        base.pop("name", None), base.pop("description", None)
+        raw = _merge(base, raw)
+    return raw, path
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load ``profiles/<name>.yaml`` or a YAML file path into a validated ``Profile``."""
+    raw, path = profile_data(name_or_path)
+    known = {"name", "description", "cohort", "preprocess", "model", "train", "study", "departures", "assumptions"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {sorted(unknown)} (allowed: {sorted(known)})")
     train_raw = dict(raw.get("train", {}))
     augment = _build(AugmentConfig, train_raw.pop("augment", None), f"{path}: train.augment")
     train = _build(TrainConfig, train_raw, f"{path}: train")
@@ -85,10 +121,25 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     unknown_modalities = set(study.modalities) - set(MODALITY_CHANNELS)
     if unknown_modalities:
         raise ValueError(f"{path}: unknown modalities {sorted(unknown_modalities)} (choose from {sorted(MODALITY_CHANNELS)})")
+    if not study.background_fractions or any(not 0 <= f <= 1 for f in study.background_fractions):
+        raise ValueError(f"{path}: study.background_fractions must be fractions in [0, 1], got {study.background_fractions}")
     return Profile(
         name=raw.get("name", path.stem), description=raw.get("description", ""),
         cohort=_build(CohortSpec, raw.get("cohort"), f"{path}: cohort"),
         preprocess=_build(PreprocessConfig, raw.get("preprocess"), f"{path}: preprocess"),
         model=_build(ModelConfig, raw.get("model"), f"{path}: model"),
-        train=train, study=study, departures=dict(raw.get("departures") or {}), path=str(path),
+        train=train, study=study,
+        # a child profile removes an inherited departure with `key: null`
+        departures={k: v for k, v in (raw.get("departures") or {}).items() if v is not None},
+        assumptions=dict(raw.get("assumptions") or {}), path=str(path),
     )
+
+
+def write_profile_snapshot(name_or_path: str | os.PathLike, target: Path) -> Path:
+    """Write the resolved profile (``extends`` merged) as one YAML file, so a results folder is self-contained."""
+    raw, path = profile_data(name_or_path)
+    text = f"# snapshot of {path.name} as this study ran it ('extends' resolved)\n" + yaml.safe_dump(
+        raw, sort_keys=False, allow_unicode=True, width=110)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    return target

@@ -62,6 +62,46 @@ def _parse_time(value: str) -> dt.timedelta:
     return dt.timedelta(hours=hh, minutes=mm, seconds=ss)
 
 
+def _date_time(date, time) -> dt.datetime | None:
+    """A datetime from DICOM DA (YYYYMMDD) and TM (HHMMSS.frac) values; None without a date."""
+    date = str(date or "").strip()
+    if len(date) < 8:
+        return None
+    return dt.datetime.strptime(date[:8], "%Y%m%d") + _parse_time(str(time))
+
+
+def _uptake_seconds(ds, radio, need, patient_id: str) -> float:
+    """Seconds from injection to the scan, on full date-times when the header has them.
+
+    Scan: SeriesDate + SeriesTime, else AcquisitionDate + AcquisitionTime. Injection: RadiopharmaceuticalStartDateTime,
+    else the scan's date + RadiopharmaceuticalStartTime. Only when no date exists at all does a negative
+    difference mean an injection before midnight (time-of-day arithmetic).
+    """
+    scan_time = getattr(ds, "SeriesTime", None) or need(ds, "AcquisitionTime", "(0008,0032)")
+    scan_date = getattr(ds, "SeriesDate", None) if getattr(ds, "SeriesTime", None) else None
+    scan_date = scan_date or getattr(ds, "AcquisitionDate", None) or getattr(ds, "StudyDate", None)
+    scan = _date_time(scan_date, scan_time)
+    start = str(getattr(radio, "RadiopharmaceuticalStartDateTime", "") or "").strip()
+    if start:
+        injection = _date_time(start[:8], start[8:])
+    else:
+        start_time = str(need(radio, "RadiopharmaceuticalStartTime", "(0018,1072)"))
+        injection = _date_time(scan_date, start_time) if scan is not None else None
+        if injection is not None and injection > scan:
+            injection -= dt.timedelta(days=1)  # same-date fields: the injection was the evening before
+        if injection is None:
+            elapsed = (_parse_time(str(scan_time)) - _parse_time(start_time)).total_seconds()
+            return elapsed + 24 * 3600 if elapsed < 0 else elapsed
+    if scan is None:  # injection date-time known, scan date missing: assume the same day
+        scan = dt.datetime.combine(injection.date(), dt.time()) + _parse_time(str(scan_time))
+        if scan < injection:
+            scan += dt.timedelta(days=1)
+    elapsed = (scan - injection).total_seconds()
+    if elapsed < 0:
+        raise ImageReadError(f"patient {patient_id}: PET scan at {scan} precedes the injection at {injection}")
+    return elapsed
+
+
 def suv_factor(ds, patient_id: str = "?") -> float:
     """Multiplier from PET Bq/ml to SUV body weight (1.0 for Units = GML) from a pydicom dataset."""
     units = str(getattr(ds, "Units", "")).upper()
@@ -85,12 +125,7 @@ def suv_factor(ds, patient_id: str = "?") -> float:
     if decay_correction == "ADMIN":
         decayed = dose  # images already decay-corrected to the administration time
     else:
-        start = getattr(radio, "RadiopharmaceuticalStartDateTime", None)
-        injection = _parse_time(str(start)[8:]) if start else _parse_time(str(need(radio, "RadiopharmaceuticalStartTime", "(0018,1072)")))
-        scan_time = getattr(ds, "SeriesTime", None) or need(ds, "AcquisitionTime", "(0008,0032)")
-        elapsed = (_parse_time(str(scan_time)) - injection).total_seconds()
-        if elapsed < 0:
-            elapsed += 24 * 3600  # injection before midnight, scan after
+        elapsed = _uptake_seconds(ds, radio, need, patient_id)
         decayed = dose * 2 ** (-elapsed / half_life)
     if decayed <= 0 or weight_kg <= 0:
         raise ImageReadError(f"patient {patient_id}: non-positive dose or weight in the PET header")

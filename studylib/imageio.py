@@ -23,12 +23,50 @@ def read_image(path: str | os.PathLike, patient_id: str = "?", modality: str | N
         from .dicom import read_dicom_series
 
         return read_dicom_series(path, modality=modality, patient_id=patient_id)
+    if path.name.endswith((".nii", ".nii.gz")):
+        check_nifti_length(path, patient_id)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise ImageReadError(f"patient {patient_id}: cannot read {path} (unreadable or truncated: {first})") from err
     return image
+
+
+def nifti_data_bytes(header: bytes) -> tuple[int, int]:
+    """(voxel data offset, voxel data length in bytes) that a NIfTI-1 header announces."""
+    endian = "<" if np.frombuffer(header[0:4], "<i4")[0] == 348 else ">"
+    dims = np.frombuffer(header[40:56], f"{endian}i2")
+    bitpix = int(np.frombuffer(header[72:74], f"{endian}i2")[0])
+    offset = int(np.frombuffer(header[108:112], f"{endian}f4")[0])
+    n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(int(dims[0]), 1)]]))
+    return max(offset, 352), n * bitpix // 8
+
+
+def check_nifti_length(path: str | os.PathLike, patient_id: str = "?") -> None:
+    """Refuse a NIfTI file cut short inside its data (ITK would pad the missing voxels with zeros)."""
+    import gzip
+    import zlib
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(348)
+            if len(header) < 348:
+                raise ImageReadError(f"patient {patient_id}: {path} is truncated (no complete NIfTI header)")
+            if np.frombuffer(header[0:4], "<i4")[0] not in (348, 0x5C010000):
+                return  # not NIfTI-1 (NIfTI-2 or another format): ITK checks it
+            offset, expected = nifti_data_bytes(header)
+            fh.seek(offset)
+            got = 0
+            while chunk := fh.read(1 << 22):
+                got += len(chunk)
+    except (EOFError, OSError, zlib.error) as err:
+        raise ImageReadError(f"patient {patient_id}: {path} is truncated or corrupt ({err})") from err
+    if got < expected:
+        raise ImageReadError(f"patient {patient_id}: {path} is truncated: the header announces {expected} bytes of "
+                             f"voxel data, the file holds {got}")
 
 
 def nifti_nonfinite_count(path: str | os.PathLike) -> int:

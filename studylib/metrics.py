@@ -164,7 +164,6 @@ def patient_metrics(pred: np.ndarray, ref: np.ndarray, spacing, body: np.ndarray
     }
     if body is not None:
         out["specificity_body"] = specificity(confusion_counts(pred, ref, within=body))
-        out["pred_on_lesion_side"] = lesion_side_fraction(pred, ref, body)
     out["volume_pred_ml"] = (c.tp + c.fp) * voxel_ml
     out["volume_ref_ml"] = (c.tp + c.fn) * voxel_ml
     out["volume_diff_ml"] = out["volume_pred_ml"] - out["volume_ref_ml"]
@@ -187,6 +186,8 @@ def patient_metrics(pred: np.ndarray, ref: np.ndarray, spacing, body: np.ndarray
         out.update(hd=worst, hd95=worst, assd=worst, nsd=0.0)
     out["nsd_tolerance_mm"] = nsd_tolerance_mm
     out.update(lesion_detection(pred, ref, voxel_ml))
+    if body is not None:
+        out["pred_on_lesion_side"] = lesion_side_fraction(pred, ref, body)
     return out
 
 

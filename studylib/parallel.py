@@ -11,7 +11,7 @@ from typing import Any
 def map_in_processes(function: Callable[[Any], Any], tasks: Sequence, jobs: int, desc: str,
                      progress: bool = True) -> list:
     """``[function(t) for t in tasks]`` in ``jobs`` worker processes (in this process when ``jobs`` is 1), in order."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
     if jobs <= 1 or len(tasks) <= 1:
         return [function(t) for t in tqdm(tasks, desc=desc, disable=not progress)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pandas as pd
 from .cohort import load_cohort
 from .config import MODALITY_CHANNELS, load_profile
 from .inference import probability_volume, write_prediction
-from .metrics import patient_metrics
 from .models import build_model
 from .preprocessing import cache_patient, load_native
-from .study import load_cached
+from .study import RunParams, evaluate_patient, load_cached
 from .training import load_checkpoint, resolve_device
 
 
@@ -22,9 +20,9 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
                    patients: list[str] | None = None, save_probabilities: bool = False) -> pd.DataFrame | None:
     """Predict every (or the listed) patient; write NIfTI masks on the CT grid and, where labels exist, metrics."""
     model_dir, out = Path(model_dir), Path(out)
-    params = json.loads((model_dir / "params.json").read_text())
-    profile = load_profile(params["profile"])
-    channels = MODALITY_CHANNELS[params["modality"]]
+    params = RunParams.from_record(model_dir / "params.json")
+    profile = load_profile(params.profile)
+    channels = MODALITY_CHANNELS[params.modality]
     model = build_model(profile.model, len(channels))
     model.load_state_dict(load_checkpoint(model_dir / "best.pt")["model"])
     cohort_obj = load_cohort(cohort)
@@ -38,9 +36,10 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device)
         write_prediction(probs, geometry, out / "predictions", pid, save_probabilities=save_probabilities)
         labels, body = load_native(cache_dir, pid)
-        for name, gt in labels.items():
-            rows.append({"patient_id": pid, "model": model_dir.name, "ground_truth": name,
-                         **patient_metrics(probs >= 0.5, gt, geometry["spacing"][::-1], body)})
+        if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
+            for row in evaluate_patient(probs >= 0.5, labels, body, geometry["spacing"][::-1],
+                                        cohort_obj.train_labels, profile.study.nsd_tolerance_mm):
+                rows.append({"patient_id": pid, "model": model_dir.name, **row})
     if not rows:
         return None
     table = pd.DataFrame(rows)

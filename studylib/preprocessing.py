@@ -75,13 +75,10 @@ class PreprocessConfig:
     pet_clip_suv: float = 10.0
     mri_norm: str = "minmax"
     registration: str = "rigid"
-    background_fraction: float = 0.0
 
     def cache_key(self) -> dict:
-        """Parameters that change the cached slices (background selection happens later)."""
-        d = asdict(self)
-        d.pop("background_fraction")
-        return d
+        """Parameters that change the cached slices."""
+        return asdict(self)
 
 
 @dataclass
@@ -266,11 +263,15 @@ def load_native(cache_dir: str | os.PathLike, patient_id: str) -> tuple[dict[str
         return labels, data["body"]
 
 
-def select_training_slices(cached: CachedPatient, label: str, background_fraction: float,
+def select_training_slices(cached: CachedPatient, labels: list[str], background_fraction: float,
                            rng: np.random.Generator) -> np.ndarray:
-    """Slices with the training label (the paper), plus a fraction of lesion-free slices (an ablation)."""
-    li = cached.label_names.index(label)
-    has = np.asarray(cached.labels[:, li]).reshape(len(cached.labels), -1).any(axis=1)
+    """Slices holding any of ``labels`` (the paper drops the rest), plus a fraction of lesion-free slices.
+
+    The choice does not depend on which label a model is trained on, so models A and B of one grid cell see a
+    strictly identical input set X (paper, section 3).
+    """
+    index = [cached.label_names.index(label) for label in labels]
+    has = np.asarray(cached.labels[:, index]).reshape(len(cached.labels), -1).any(axis=1)
     positive = np.flatnonzero(has)
     negative = np.flatnonzero(~has)
     n_bg = int(round(background_fraction * len(negative)))

@@ -22,6 +22,7 @@ import yaml
 from . import aggregate as agg
 from .config import MODALITY_CHANNELS, Profile, load_profile
 from .figures import MODALITY_NAMES
+from .study import RunParams
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
@@ -59,12 +60,17 @@ class ReportContext:
         results = Path(results).resolve()
         if not (results / "runs").exists():
             raise FileNotFoundError(f"{results} holds no runs: run `python -m studylib study` first")
-        per_patient = agg.seed_mean(agg.collect_per_patient(results))
-        summaries = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/summary.json"))]
+        every = agg.seed_mean(agg.collect_per_patient(results))
+        per_patient = agg.primary(every, results)
+        summaries = [json.loads((run / "summary.json").read_text()) for run in agg.planned_runs(results)
+                     if (run / "summary.json").exists()]
         study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
-        first_params = json.loads((results / "runs" / summaries[0]["run_id"] / "params.json").read_text())
-        profile = load_profile(first_params["profile"])
-        cohort_path = Path(first_params["cohort"])
+        first_params = RunParams.from_record(results / "runs" / summaries[0]["run_id"] / "params.json")
+        profile = load_profile(first_params.profile)
+        digests = {s["params"].get("profile") for s in summaries}
+        if len(digests) > 1:
+            raise ValueError(f"{results}: the runs were made with {len(digests)} different profiles; re-run the study")
+        cohort_path = Path(first_params.cohort)
         cohort_spec = json.loads(cohort_path.read_text()) if cohort_path.is_file() else {}
         agreement_path = results / "cohort_qa" / "agreement.json"
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
@@ -108,19 +114,23 @@ def methods_table(ctx: ReportContext) -> str:
         ("PET to CT", f"{pre.registration} registration (Mattes MI), linear resampling onto the CT grid; masks nearest"),
         ("CT", f"bone window W={pre.ct_width:g}, L={pre.ct_level:g} HU, then min-max to [0,1] ({pre.ct_norm})"),
         ("PET", f"{pre.pet_norm} per volume"),
-        ("Slices", f"axial, resized to {pre.image_size}x{pre.image_size} (bilinear; masks nearest); "
-                   f"lesion-free training slices kept: {100 * pre.background_fraction:g}%"),
+        ("Slices", f"axial, resized to {pre.image_size}x{pre.image_size} (bilinear; masks nearest); training slices: "
+                   f"those holding any of {ctx.labels} (one set for every label: identical inputs X) plus lesion-free "
+                   f"slices at fractions {[f'{100 * f:g}%' for f in p.study.background_fractions]} (first: primary)"),
         ("Model", f"{model.arch}, widths {model.widths}, bottleneck {model.bottleneck}, "
                   f"{s0.get('n_parameters', 0) / 1e6:.2f} M parameters"),
-        ("Loss", f"lambda*Dice + (1-lambda)*BCE, lambda = {train.dice_weight}"),
+        ("Loss", f"λ·Dice + (1−λ)·BCE, λ = {train.dice_weight}"),
         ("Optimiser", f"Adam lr {train.lr:g}, betas {tuple(train.betas)}, weight decay {train.weight_decay:g}, "
-                      f"cosine annealing over {train.epochs} epochs, batch {train.batch_size}, "
-                      f"early stopping patience {train.patience} on validation loss"),
+                      f"cosine annealing over "
+                      + (f"a budget of {train.steps} optimiser steps" if train.steps else f"{train.epochs} epochs")
+                      + f", batch {train.batch_size}, early stopping patience {train.patience} and best checkpoint "
+                      f"on {train.monitor.replace('_', ' ')} over every slice of the validation patients' volumes"),
         ("Augmentation", f"flips p={train.augment.flip_p}, rotation ±{train.augment.rotation_deg:g}°, scale "
                          f"±{100 * train.augment.scale:g}%, translation ±{100 * train.augment.translation:g}%, "
                          f"shear ±{train.augment.shear_deg:g}°"),
-        ("Evaluation", f"every axial slice predicted, restacked on the CT grid, threshold 0.5; per-patient 3D metrics, "
-                       f"NSD tolerance {p.study.nsd_tolerance_mm:g} mm"),
+        ("Evaluation", f"every axial slice predicted, restacked on the CT grid, threshold 0.5; per-patient 3D metrics "
+                       f"(NSD tolerance {p.study.nsd_tolerance_mm:g} mm) in two regions: `full` (every slice, primary) "
+                       f"and `lesion_extent` (slices within the z-extent of the union of the training labels)"),
         ("Grid", f"modalities {p.study.modalities} x labels {ctx.labels} x {p.study.folds} folds x seeds {p.study.seeds}"),
     ]
     return markdown_table(pd.DataFrame(rows, columns=["step", "as run"]))
@@ -129,8 +139,66 @@ def methods_table(ctx: ReportContext) -> str:
 def departures_table(ctx: ReportContext) -> str:
     """Profile departures from the paper with their reasons."""
     if not ctx.profile.departures:
-        return "The profile uses the paper's settings throughout.\n"
+        return ("No setting departs from a value the paper states; where the paper states none, the choice made is "
+                "in the assumptions table.\n")
     return markdown_table(pd.DataFrame(list(ctx.profile.departures.items()), columns=["setting", "why it differs"]))
+
+
+def assumptions_table(ctx: ReportContext) -> str:
+    """How the profile reads what the paper leaves open."""
+    if not ctx.profile.assumptions:
+        return "The profile states no assumption.\n"
+    return markdown_table(pd.DataFrame(list(ctx.profile.assumptions.items()), columns=["setting", "assumption"]))
+
+
+def convergence_markdown(ctx: ReportContext) -> str:
+    """Did every run converge (rule in ``training.convergence``)? A summary line and one row per run."""
+    path = ctx.results / "aggregate" / "convergence.csv"
+    if not path.exists():
+        return "Convergence was not recorded for these runs.\n"
+    table = pd.read_csv(path)
+    done = int(table.converged.fillna(False).astype(bool).sum())
+    lines = [f"**{done} of {len(table)} runs converged** by the rule written in `studylib/training.py` "
+             "(`convergence`): over the last quarter of the epochs the training loss falls by less than 5 % of its "
+             "level in the quarter before, and the monitored validation score improves by at most 0.01 (Dice) or "
+             "1 % (loss); a run stopped early by patience counts as converged.\n"]
+    shown = table[["run_id", "n_train_slices", "epochs_run", "best_epoch", "steps", "final_train_loss", "converged",
+                   "reason"]].copy()
+    shown["final_train_loss"] = shown["final_train_loss"].round(3)
+    digests = table.groupby(table.run_id.str.replace("label_b", "label_a"))["train_slices_digest"].nunique()
+    same = bool((digests == 1).all())
+    lines.append(f"Models A and B of each cell trained on {'the identical' if same else 'DIFFERENT'} slice sets "
+                 "(equal slice digests in every run's summary).\n")
+    return "\n".join(lines) + "\n" + markdown_table(shown)
+
+
+def regions_markdown(ctx: ReportContext) -> str:
+    """3D DSC in both evaluation regions side by side."""
+    path = ctx.results / "aggregate" / "regions.csv"
+    if not path.exists():
+        return "Only one evaluation region was recorded.\n"
+    table = pd.read_csv(path)
+    table = table[table.ground_truth.isin(ctx.labels)]
+    wide = table.pivot_table(index=["modality", "train_label", "ground_truth"], columns="region", values="dsc",
+                             aggfunc="first").reset_index()
+    wide["modality"] = wide["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    wide.columns.name = None
+    return ("`full`: every slice of the test volume (the primary analysis). `lesion_extent`: only the slices "
+            "within the z-extent of the union of the training labels, the same slices whichever label is scored. "
+            "3D DSC, mean ± SD in %.\n\n" + markdown_table(wide))
+
+
+def background_markdown(ctx: ReportContext) -> str:
+    """The background-slice ablation, when the profile runs one."""
+    path = ctx.results / "aggregate" / "background_ablation.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if table.empty or table.background_fraction.nunique() < 2:
+        return ("This profile trains with one share of lesion-free slices only "
+                f"({[f'{100 * f:g}%' for f in ctx.profile.study.background_fractions]}); the paper profile adds an "
+                "ablation.\n")
+    table["modality"] = table["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    return ("Full-volume 3D DSC (%), body specificity (%) and false-positive volume (ml) by the share of lesion-free "
+            "slices added to training (each model against its own label).\n\n" + markdown_table(table))
 
 
 def specificity_note() -> str:
@@ -307,7 +375,7 @@ def reproducibility_section(ctx: ReportContext) -> str:
              f"(runs it skipped as done: {ctx.study.get('skipped_as_done', 0)}); per-run wall times below", ""]
     rows = [{"run": s["run_id"], "train slices": s["n_train_slices"], "best epoch": s["best_epoch"],
              "epochs": s["epochs_run"], "wall (s)": f"{s['wall_seconds']:.0f}",
-             "notebook": f"[run.ipynb]({(ctx.results / 'runs' / s['run_id'] / 'run.ipynb').as_posix()})"} for s in ctx.summaries]
+             "notebook": f"[run.ipynb](../runs/{s['run_id']}/run.ipynb)"} for s in ctx.summaries]
     return "\n".join(lines) + "\n" + markdown_table(pd.DataFrame(rows))
 
 
@@ -388,14 +456,16 @@ def _fallback_render(results: Path, out_html: Path) -> Path:
             continue
         code = cell.source
         if "parameters" in (cell.options.get("tags") or []):
-            code += f"\nresults = {str(results)!r}"
+            # the kernel runs in the report folder: the results folder is named relatively, so it can move
+            code += f"\nresults = {os.path.relpath(results, out_html.parent)!r}"
         nb.cells.append(nbformat.v4.new_code_cell(code))
         plan.append((len(nb.cells) - 1, cell))
         for key in ("tbl-cap", "fig-cap"):
             if key in cell.options:
                 label = cell.options.get("label", "")
                 nb.cells.append(nbformat.v4.new_markdown_cell(f"**{numbers.get(label, '')}.** {cell.options[key]}"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPORT_DIR)}}).execute()
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(out_html.parent)}}).execute()
     # asis cells print Markdown: turn their output into markdown cells, as Quarto does
     for index, cell in reversed(plan):
         if cell.options.get("output") == "asis":

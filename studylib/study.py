@@ -18,14 +18,14 @@ import pandas as pd
 import torch
 
 from .cohort import Cohort, load_cohort
-from .config import MODALITY_CHANNELS, Profile, load_profile
+from .config import MODALITY_CHANNELS, Profile, load_profile, write_profile_snapshot
 from .inference import probability_volume, write_prediction
 from .metrics import agreement, patient_metrics
 from .models import build_model, count_parameters
 from .parallel import map_in_processes
 from .preprocessing import CachedPatient, cache_patient, load_native, select_training_slices
 from .splits import load_or_make_splits
-from .training import load_checkpoint, resolve_device, train_model
+from .training import convergence, load_checkpoint, resolve_device, train_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -92,6 +92,14 @@ def rater_agreement(cohort: Cohort, cache_dir: Path, label_a: str, label_b: str)
     return pd.DataFrame(rows)
 
 
+PATH_FIELDS = ("cohort", "cache_dir", "profile", "splits", "run_dir")
+
+
+def results_root(run_dir: str | os.PathLike) -> Path:
+    """The results folder of a run folder (``<results>/runs/<run_id>``)."""
+    return Path(run_dir).resolve().parent.parent
+
+
 @dataclass
 class RunParams:
     """One run of the grid: (cohort, modality, training label, fold, seed, profile)."""
@@ -106,11 +114,29 @@ class RunParams:
     seed: int
     run_dir: str
     threads: int | None = None
+    background_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        # a profile given by name (the notebook's default) is recorded as the file it names
+        self.profile = load_profile(self.profile).path
+
+    def record(self) -> dict:
+        """The parameters with every path relative to the results folder (what params.json holds)."""
+        root = results_root(self.run_dir)
+        return {**asdict(self), **{f: os.path.relpath(Path(getattr(self, f)).resolve(), root) for f in PATH_FIELDS}}
+
+    @classmethod
+    def from_record(cls, params_json: str | os.PathLike) -> RunParams:
+        """Read a run's ``params.json``; its relative paths resolve against the results folder that holds it."""
+        params_json = Path(params_json).resolve()
+        root = params_json.parent.parent.parent
+        data = json.loads(params_json.read_text())
+        return cls(**{**data, **{f: str((root / data[f]).resolve()) for f in PATH_FIELDS}})
 
     @property
     def run_id(self) -> str:
         """Folder name of the run."""
-        return run_id(self.modality, self.label, self.fold, self.seed)
+        return run_id(self.modality, self.label, self.fold, self.seed, self.background_fraction)
 
     def identity(self) -> dict:
         """What decides a run's result: the grid cell, and the contents (not the paths) of its profile, cohort
@@ -121,28 +147,80 @@ class RunParams:
             return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
         return {"modality": self.modality, "label": self.label, "fold": self.fold, "seed": self.seed,
+                "background_fraction": self.background_fraction,
                 "profile": digest(self.profile), "cohort": digest(self.cohort), "splits": digest(self.splits)}
 
 
-def run_id(modality: str, label: str, fold: int, seed: int) -> str:
-    """Canonical run folder name."""
-    return f"{modality}__{label}__fold{fold}__seed{seed}"
+def run_id(modality: str, label: str, fold: int, seed: int, background_fraction: float = 0.0) -> str:
+    """Canonical run folder name (a background suffix only when lesion-free slices are added)."""
+    suffix = f"__bg{round(100 * background_fraction)}" if background_fraction else ""
+    return f"{modality}__{label}__fold{fold}__seed{seed}{suffix}"
 
 
-def _stack_training(cache_dir: Path, patients: list[str], channels: list[str], label: str, background: float,
-                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_slices(cache_dir: Path, patients: list[str], labels: list[str], background: float,
+                    seed: int) -> list[tuple[str, list[int]]]:
+    """(patient, slice indices) of the training set: slices holding any of ``labels`` plus background slices."""
     rng = np.random.default_rng(seed)
+    chosen = [(pid, select_training_slices(load_cached(cache_dir, pid), labels, background, rng).tolist())
+              for pid in patients]
+    if not any(idx for _, idx in chosen):
+        raise RuntimeError(f"no training slices with any of {labels} among {patients}")
+    return chosen
+
+
+def slices_digest(selection: list[tuple[str, list[int]]]) -> str:
+    """A short digest of a slice selection (equal digests: identical training inputs)."""
+    import hashlib
+
+    return hashlib.sha1(json.dumps(selection).encode()).hexdigest()[:16]
+
+
+def stack_slices(cache_dir: Path, selection: list[tuple[str, list[int]]], channels: list[str],
+                 label: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n, C, S, S) and masks (n, 1, S, S) of the selected slices for one training label."""
     xs, ys = [], []
-    for pid in patients:
-        cached = load_cached(cache_dir, pid)
-        idx = select_training_slices(cached, label, background, rng)
-        if len(idx) == 0:
+    for pid, idx in selection:
+        if not idx:
             continue
+        cached = load_cached(cache_dir, pid)
         xs.append(np.asarray(cached.images[idx][:, cached.channel_index(channels)]))
         ys.append(np.asarray(cached.labels[idx][:, [cached.label_names.index(label)]]))
-    if not xs:
-        raise RuntimeError(f"no training slices with label {label} among {patients}")
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def validation_volumes(cache_dir: Path, patients: list[str], channels: list[str],
+                       label: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every slice of each validation patient: validation looks like the test."""
+    return [stack_slices(cache_dir, [(pid, list(range(len(load_cached(cache_dir, pid).images))))],
+                         channels, label) for pid in patients]
+
+
+def lesion_extent(masks: list[np.ndarray]) -> slice:
+    """Axial slices within the z-extent of the union of ``masks`` (all of them when the union is empty)."""
+    union = np.any([m.any(axis=(1, 2)) for m in masks], axis=0)
+    if not union.any():
+        return slice(None)
+    z = np.flatnonzero(union)
+    return slice(int(z[0]), int(z[-1]) + 1)
+
+
+EVALUATION_REGIONS = ("full", "lesion_extent")
+
+
+def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.ndarray, spacing, train_labels: list[str],
+                     nsd_tolerance_mm: float) -> list[dict]:
+    """Metrics of one predicted volume against every label, in both evaluation regions.
+
+    ``full``: every slice (primary). ``lesion_extent``: the slices within the z-extent of the union of the
+    training labels, so that the region does not depend on which label is scored.
+    """
+    extent = lesion_extent([labels[k] for k in train_labels if k in labels])
+    rows = []
+    for region, z in (("full", slice(None)), ("lesion_extent", extent)):
+        for gt_name, gt in labels.items():
+            rows.append({"ground_truth": gt_name, "region": region,
+                         **patient_metrics(pred[z], gt[z], spacing, body[z], nsd_tolerance_mm)})
+    return rows
 
 
 def execute_run(params: RunParams, progress: bool = True) -> dict:
@@ -150,9 +228,8 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     started = time.perf_counter()
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.json").write_text(json.dumps(asdict(params), indent=1))
+    (run_dir / "params.json").write_text(json.dumps(params.record(), indent=1))
     profile = load_profile(params.profile)
-    load_cohort(params.cohort)  # validates the cohort description before any training
     cache_dir = Path(params.cache_dir)
     fold = json.loads(Path(params.splits).read_text())[params.fold]
     channels = MODALITY_CHANNELS[params.modality]
@@ -160,40 +237,47 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     train.seed = params.seed
     if params.threads:
         train.threads = params.threads
-    bg = profile.preprocess.background_fraction
-    tx, ty = _stack_training(cache_dir, fold["train"], channels, params.label, bg, params.seed)
-    vx, vy = _stack_training(cache_dir, fold["val"], channels, params.label, bg, params.seed + 1)
+    cohort = load_cohort(params.cohort)
+    select = profile.study.labels or cohort.train_labels
+    selection = training_slices(cache_dir, fold["train"], select, params.background_fraction, params.seed)
+    tx, ty = stack_slices(cache_dir, selection, channels, params.label)
+    val = validation_volumes(cache_dir, fold["val"], channels, params.label)
     torch.manual_seed(params.seed)
     model = build_model(profile.model, len(channels))
-    result = train_model(model, tx, ty, vx, vy, train, run_dir, progress=progress)
+    result = train_model(model, tx, ty, val, train, run_dir, progress=progress)
     state = load_checkpoint(run_dir / "best.pt")
     model.load_state_dict(state["model"])
     device = resolve_device(train.device)
     rows = []
     pred_dir = run_dir / "predictions"
+    cell = {"run_id": params.run_id, "modality": params.modality, "train_label": params.label, "fold": params.fold,
+            "seed": params.seed, "background_fraction": params.background_fraction}
     for pid in fold["test"]:
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device)
         write_prediction(probs, geometry, pred_dir, pid)
         labels, body = load_native(cache_dir, pid)
-        spacing = geometry["spacing"][::-1]
-        pred = probs >= 0.5
-        for gt_name, gt in labels.items():
-            rows.append({"run_id": params.run_id, "modality": params.modality, "train_label": params.label,
-                         "ground_truth": gt_name, "fold": params.fold, "seed": params.seed, "patient_id": pid,
-                         **patient_metrics(pred, gt, spacing, body, profile.study.nsd_tolerance_mm)})
+        for row in evaluate_patient(probs >= 0.5, labels, body, geometry["spacing"][::-1], select,
+                                    profile.study.nsd_tolerance_mm):
+            rows.append({**cell, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)
     per_patient.to_csv(run_dir / "per_patient.csv", index=False)
+    full = per_patient[per_patient.region == "full"]
     summary = {
-        "params": params.identity(), "run_id": params.run_id, "profile": profile.name, "profile_path": params.profile,
-        "n_train_slices": int(len(tx)), "n_val_slices": int(len(vx)), "n_parameters": count_parameters(model),
-        "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
+        "params": params.identity(), "run_id": params.run_id, "profile": profile.name,
+        "n_train_slices": int(len(tx)), "train_slices_digest": slices_digest(selection),
+        "n_val_slices": int(sum(len(x) for x, _ in val)), "n_parameters": count_parameters(model),
+        "epochs_planned": train.epochs_for(len(tx)), "steps_per_epoch": -(-len(tx) // train.batch_size),
+        "threads": params.threads, "background_fraction": params.background_fraction,
+        "monitor": train.monitor, "best_epoch": result.best_epoch, "best_score": result.best_score,
+        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        **{k: v for k, v in convergence(result.log, train.monitor, result.stopped_early).items() if k != "epochs"},
+        "final_train_loss": result.log[-1]["train_loss"] if result.log else None,
         "metrics": {gt: {m: {"mean": float(g[m].mean()), "sd": float(g[m].std(ddof=1)) if len(g) > 1 else 0.0}
                          for m in ("dsc", "iou", "sensitivity", "specificity", "specificity_body", "hd95", "nsd",
                                    "fp_volume_ml", "fn_volume_ml", "lesion_f1")}
-                    for gt, g in per_patient.groupby("ground_truth")},
+                    for gt, g in full.groupby("ground_truth")},
         "environment": environment_record(),
         "wall_seconds": time.perf_counter() - started,
     }
@@ -218,23 +302,27 @@ def execute_notebook_run(params: RunParams, env: dict | None = None) -> None:
     """Execute ``02_train_eval.ipynb`` for one run with papermill in a subprocess (its own kernel)."""
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / "02_train_eval.ipynb"), str(run_dir / "run.ipynb"),
-           "--kernel", "python3", "--no-progress-bar", "-y", json.dumps({**asdict(params), "progress": False})]
+    # run from the results folder with relative paths: the executed notebook names no absolute path
+    root = results_root(run_dir)
+    cmd = [sys.executable, "-m", "papermill", os.path.relpath(NOTEBOOKS / "02_train_eval.ipynb", root),
+           os.path.relpath(run_dir / "run.ipynb", root), "--kernel", "python3", "--no-progress-bar",
+           "-y", json.dumps({**params.record(), "progress": False})]
     with open(run_dir / "run.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=root)
     if proc.returncode != 0:
-        raise RuntimeError(f"run {params.run_id} failed (log: {run_dir / 'run.log'})")
+        raise RuntimeError(f"run {params.run_id} failed (log: runs/{params.run_id}/run.log)")
 
 
-def execute_notebook(notebook: str, output: Path, parameters: dict) -> None:
-    """Execute a study notebook with papermill in a subprocess."""
+def execute_notebook(notebook: str, output: Path, parameters: dict, cwd: Path | None = None) -> None:
+    """Execute a study notebook with papermill in a subprocess (in ``cwd``, where relative parameters resolve)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / notebook), str(output), "--kernel", "python3",
-           "--no-progress-bar", "-y", json.dumps(parameters)]
+    cwd = Path(cwd or Path.cwd())
+    cmd = [sys.executable, "-m", "papermill", os.path.relpath(NOTEBOOKS / notebook, cwd), os.path.relpath(output, cwd),
+           "--kernel", "python3", "--no-progress-bar", "-y", json.dumps(parameters)]
     with open(output.with_suffix(".log"), "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     if proc.returncode != 0:
-        raise RuntimeError(f"notebook {notebook} failed (log: {output.with_suffix('.log')})")
+        raise RuntimeError(f"notebook {notebook} failed (log: {os.path.relpath(output.with_suffix('.log'), cwd)})")
 
 
 def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
@@ -256,19 +344,20 @@ def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, spli
     labels = profile.study.labels or cohort.train_labels
     modalities = [m for m in profile.study.modalities if all(cohort.has_modality(c) for c in MODALITY_CHANNELS[m])]
     return [RunParams(str(cohort.path), str(cache_dir), profile.path, str(splits_path), m, label, fold, seed,
-                      str(out / "runs" / run_id(m, label, fold, seed)), threads)
-            for fold in range(profile.study.folds) for seed in profile.study.seeds for label in labels for m in modalities]
+                      str(out / "runs" / run_id(m, label, fold, seed, bg)), threads, bg)
+            for bg in profile.study.background_fractions for fold in range(profile.study.folds)
+            for seed in profile.study.seeds for label in labels for m in modalities]
 
 
 def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
               progress: bool = True) -> dict:
     """Run the whole study: cohort, cache, splits, every run (papermill, resumable), aggregate notebooks."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
     started = time.perf_counter()
-    profile = load_profile(profile_name)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    profile = load_profile(write_profile_snapshot(profile_name, out / "profile.yaml"))
     cohort_path = ensure_cohort(profile, cohort, out)
     cohort_obj = load_cohort(cohort_path)
     cache_dir = out / "cache"
@@ -282,11 +371,14 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
     cohort_nb = out / "notebooks" / "01_cohort.ipynb"
     cohort_done = cohort_nb.with_suffix(".done")  # written only after the notebook ran to the end
     if not cohort_done.exists():
-        execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": str(cohort_obj.path), "cache_dir": str(cache_dir),
-                                                        "out_dir": str(out / "cohort_qa")})
+        execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": os.path.relpath(cohort_obj.path, out),
+                                                        "cache_dir": "cache", "out_dir": "cohort_qa"}, cwd=out)
         cohort_done.write_text(git_commit())
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", threads)
+    # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
+    (out / "plan.json").write_text(json.dumps({"runs": [r.run_id for r in runs], "primary_background_fraction":
+                                               profile.study.background_fractions[0]}, indent=1))
     todo = [r for r in runs if not run_is_finished(r)]
     failures = []
     gpus = torch.cuda.device_count()
@@ -307,7 +399,8 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
             try:
                 fut.result()
             except Exception as err:  # one failing run must not lose the others
-                failures.append({"run_id": params.run_id, "error": str(err), "log": str(Path(params.run_dir) / "run.log"),
+                failures.append({"run_id": params.run_id, "error": str(err),
+                                 "log": os.path.relpath(Path(params.run_dir) / "run.log", out),
                                  "traceback": traceback.format_exc(limit=2)})
             bar.update(1)
             bar.set_postfix(failed=len(failures))
@@ -315,10 +408,11 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
     finished = [r for r in runs if run_is_finished(r)]
     if finished:
         execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
-                         {"results": str(out), "profile": profile.path})
-    record = {"profile": profile.name, "cohort": str(cohort_obj.path), "runs": len(runs), "finished": len(finished),
+                         {"results": ".", "profile": "profile.yaml"}, cwd=out)
+    record = {"profile": profile.name, "cohort": os.path.relpath(cohort_obj.path, out), "runs": len(runs),
+              "planned_runs": [r.run_id for r in runs], "finished": len(finished),
               "skipped_as_done": len(runs) - len(todo), "failed": failures, "wall_seconds": time.perf_counter() - started,
-              "command": " ".join(sys.argv), "environment": environment_record()}
+              "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
     (out / "study.json").write_text(json.dumps(record, indent=1))
     if failures:
         for f in failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,16 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     threads: int | None = None
+    steps: int | None = None  # optimiser-step budget; when set, epochs = ceil(steps / batches per epoch)
+    monitor: str = "val_loss"  # what early stopping and best.pt follow: "val_loss" or "val_dice" (3D, per volume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs to run for ``n_train`` training slices (from the step budget when one is set)."""
+        if not self.steps:
+            return self.epochs
+        per_epoch = max(1, -(-n_train // self.batch_size))
+        return max(1, -(-self.steps // per_epoch))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -85,7 +95,7 @@ class TrainResult:
     """What training produced."""
 
     best_epoch: int
-    best_val_loss: float
+    best_score: float  # the best value of the monitored validation score
     epochs_run: int
     stopped_early: bool
     log: list[dict]
@@ -97,35 +107,81 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+Volume = tuple[torch.Tensor, torch.Tensor]  # every axial slice of one patient: images (z, C, S, S), masks (z, 1, S, S)
+
+
 @torch.no_grad()
-def evaluate_slices(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
-                    batch_size: int, device: torch.device, autocast: bool) -> tuple[float, float]:
-    """Validation loss (mean over batches) and global 2D Dice at threshold 0.5."""
+def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: nn.Module, batch_size: int,
+                     device: torch.device, autocast: bool) -> tuple[float, float]:
+    """Validation as the test is done: (hybrid loss over every slice, mean per-patient 3D Dice at 0.5).
+
+    Every slice of each validation volume counts, lesion-free ones included, and Dice is computed per
+    patient over the whole restacked volume (both empty: 1), then averaged over patients.
+    """
     model.eval()
-    losses, inter, total = [], 0.0, 0.0
-    for idx in _batches(len(images), batch_size * 4, None):
-        x = images[idx].to(device, non_blocking=True).float()
-        y = masks[idx].to(device, non_blocking=True).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(x)
-        losses.append(float(loss_fn(logits, y)) * len(idx))
-        pred = logits.float() > 0
-        inter += float((pred & (y > 0.5)).sum())
-        total += float(pred.sum() + (y > 0.5).sum())
-    dice = 1.0 if total == 0 else 2 * inter / total
-    return sum(losses) / max(len(images), 1), dice
+    loss_sum, n_slices, dices = 0.0, 0, []
+    for images, masks in volumes:
+        inter = total = 0.0
+        for idx in _batches(len(images), batch_size * 4, None):
+            x = images[idx.to(images.device)].to(device, non_blocking=True).float()
+            y = masks[idx.to(masks.device)].to(device, non_blocking=True).float()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x)
+            loss_sum += float(loss_fn(logits, y)) * len(idx)
+            pred = logits.float() > 0
+            inter += float((pred & (y > 0.5)).sum())
+            total += float(pred.sum() + (y > 0.5).sum())
+        n_slices += len(images)
+        dices.append(1.0 if total == 0 else 2 * inter / total)
+    return loss_sum / max(n_slices, 1), float(np.mean(dices)) if dices else float("nan")
 
 
-def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch.Tensor, val_images: torch.Tensor,
-                val_masks: torch.Tensor, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
+def convergence(log: list[dict], monitor: str = "val_loss", stopped_early: bool = False) -> dict:
+    """Did a run converge? The rule, applied to the training log:
+
+    - the tail is the last quarter of the epochs (at least 2); the head is the quarter before it;
+    - the training loss is flat: its tail mean is less than 5 % below its head mean;
+    - the monitored validation score plateaued: its best value in the tail improves on the best before the tail
+      by at most 0.01 (Dice) or 1 % (loss);
+    - converged = stopped early by patience, or (flat and plateaued). Runs of fewer than 8 epochs never count.
+    """
+    n = len(log)
+    tail = max(2, -(-n // 4))
+    out = {"rule": "train-loss tail within 5 % of the head and monitored score plateaued (see training.convergence)",
+           "epochs": n, "tail_epochs": tail}
+    if n < 8:
+        return {**out, "converged": False, "reason": f"only {n} epochs"}
+    train = np.array([r["train_loss"] for r in log])
+    head_mean, tail_mean = float(train[n - 2 * tail:n - tail].mean()), float(train[n - tail:].mean())
+    drop = (head_mean - tail_mean) / max(abs(head_mean), 1e-12)
+    values = np.array([r[monitor] for r in log])
+    if monitor == "val_dice":
+        gain = float(values[n - tail:].max() - values[:n - tail].max())
+        plateau = gain <= 0.01
+    else:
+        gain = float((values[:n - tail].min() - values[n - tail:].min()) / max(abs(values[:n - tail].min()), 1e-12))
+        plateau = gain <= 0.01
+    flat = drop < 0.05
+    converged = bool(stopped_early or (flat and plateau))
+    reason = "converged" if converged else ", ".join(
+        [f"training loss still falling ({100 * drop:.1f} % over the tail)"] * (not flat)
+        + [f"{monitor} still improving in the tail ({gain:+.3f})"] * (not plateau))
+    return {**out, "converged": converged, "reason": reason, "train_loss_tail_drop": drop, "monitor_tail_gain": gain}
+
+
+def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch.Tensor,
+                val_volumes: Sequence[Volume], config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
                 stop_after_epoch: int | None = None) -> TrainResult:
     """Train with early stopping, writing ``last.pt`` every epoch, ``best.pt`` and ``training_log.csv``.
 
-    A run whose ``last.pt`` exists resumes from it; every epoch draws its shuffling and augmentation from a
-    generator seeded by (seed, epoch), so a resumed run ends exactly where an uninterrupted one does.
-    ``stop_after_epoch`` simulates a killed run (tests).
+    Validation runs on whole volumes (``evaluate_volumes``); early stopping and ``best.pt`` follow
+    ``config.monitor``. A run whose ``last.pt`` exists resumes from it; every epoch draws its shuffling and
+    augmentation from a generator seeded by (seed, epoch), so a resumed run ends exactly where an
+    uninterrupted one does. ``stop_after_epoch`` simulates a killed run (tests).
     """
-    from tqdm.auto import tqdm
+    if config.monitor not in ("val_loss", "val_dice"):
+        raise ValueError(f"train.monitor must be 'val_loss' or 'val_dice', got {config.monitor!r}")
+    from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,11 +197,13 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
     if use_cuda:
         # all slices of a fold fit in GPU memory: no data-loader round trips
         train_images, train_masks = train_images.to(device), train_masks.to(device)
-        val_images, val_masks = val_images.to(device), val_masks.to(device)
+        val_volumes = [(x.to(device), y.to(device)) for x, y in val_volumes]
     loss_fn = HybridLoss(config.dice_weight)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+    epochs = config.epochs_for(len(train_images))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    sign = 1.0 if config.monitor == "val_loss" else -1.0  # lower is better after the sign
     start_epoch, best_loss, best_epoch, bad_epochs, log = 0, float("inf"), -1, 0, []
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists():
@@ -153,11 +211,11 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
+        start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
         bad_epochs, log = state["bad_epochs"], list(state["log"])
     started = time.perf_counter()
     stopped_early = bad_epochs >= config.patience
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         if stopped_early:
             break
         t0 = time.perf_counter()
@@ -165,7 +223,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
         generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
         batches = _batches(len(train_images), config.batch_size, generator)
         running, seen = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         for idx in bar:
             x = train_images[idx.to(train_images.device)].float()
             y = train_masks[idx.to(train_masks.device)].float()
@@ -185,18 +243,20 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
             bar.set_postfix(loss=f"{running / seen:.4f}")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val_loss, val_dice = evaluate_slices(model, val_images, val_masks, loss_fn, config.batch_size, device, autocast)
+        val_loss, val_dice = evaluate_volumes(model, val_volumes, loss_fn, config.batch_size, device, autocast)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_dice": val_dice,
                "lr": lr, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
         log.append(row)
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch + 1, 0
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch, "val_loss": val_loss}, best_path)
+        score = sign * row[config.monitor]
+        if score < best_loss - 1e-6:
+            best_loss, best_epoch, bad_epochs = score, epoch + 1, 0
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch, "val_loss": val_loss, "val_dice": val_dice},
+                            best_path)
         else:
             bad_epochs += 1
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val_loss": best_loss,
+                         "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_loss,
                          "best_epoch": best_epoch, "bad_epochs": bad_epochs, "log": log}, last_path)
         _write_log(log, run_dir / "training_log.csv")
         if progress:
@@ -205,7 +265,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
         stopped_early = bad_epochs >= config.patience
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
-    return TrainResult(best_epoch, best_loss, len(log), stopped_early, log, time.perf_counter() - started)
+    return TrainResult(best_epoch, sign * best_loss, len(log), stopped_early, log, time.perf_counter() - started)
 
 
 def _write_log(log: list[dict], path: Path) -> None:

@@ -5,7 +5,7 @@ import pytest
 import SimpleITK as sitk
 
 from studylib.cohort import CohortError, init_cohort, load_cohort
-from studylib.imageio import ImageReadError
+from studylib.imageio import ImageReadError, read_image
 from studylib.preprocessing import (
     PreprocessConfig,
     bone_window,
@@ -171,3 +171,38 @@ def test_realdata_cohort_init_without_copying(tmp_path):
     patient = load_patient_on_ct(cohort.patient(cohort.patient_ids[0]), registration="none")
     assert patient.channels["pet"].shape == patient.channels["ct"].shape
     assert not list(tmp_path.glob("**/*.nii.gz"))
+
+
+def test_nifti_cut_inside_its_data_is_refused(tmp_path, quick_cohort):
+    """A partial copy that still decompresses to a full header must not be read as zero-padded voxels."""
+    import gzip
+
+    source = quick_cohort / "P000" / "ct.nii.gz"
+    raw = gzip.decompress(source.read_bytes())
+    cut = tmp_path / "ct_cut.nii.gz"
+    cut.write_bytes(gzip.compress(raw[: len(raw) // 3]))
+    with pytest.raises(ImageReadError, match="truncated.*ct_cut.nii.gz|ct_cut.nii.gz.*truncated"):
+        read_image(cut, "P000")
+    partial = tmp_path / "ct_partial.nii.gz"
+    partial.write_bytes(source.read_bytes()[:5000])  # a download stopped inside the gzip stream
+    with pytest.raises(ImageReadError, match="ct_partial.nii.gz"):
+        read_image(partial, "P000")
+    assert read_image(source, "P000").GetSize()[0] > 0
+
+
+def test_suv_decay_uses_full_date_times_across_midnight():
+    from pydicom.dataset import Dataset
+
+    from studylib.dicom import suv_factor
+
+    ds = Dataset()
+    ds.Units, ds.PatientWeight, ds.DecayCorrection = "BQML", 70, "START"
+    ds.SeriesDate, ds.SeriesTime = "20260102", "003000"  # 00:30 the next day
+    radio = Dataset()
+    radio.RadionuclideTotalDose, radio.RadionuclideHalfLife = 370e6, 6586.2
+    radio.RadiopharmaceuticalStartDateTime = "20260101233000"  # 23:30
+    ds.RadiopharmaceuticalInformationSequence = [radio]
+    assert suv_factor(ds) == pytest.approx(70000 / (370e6 * 2 ** (-3600 / 6586.2)))
+    radio.RadiopharmaceuticalStartDateTime = "20260102013000"  # after the scan
+    with pytest.raises(ImageReadError, match="precedes"):
+        suv_factor(ds)

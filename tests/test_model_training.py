@@ -76,7 +76,7 @@ def test_tiny_model_overfits_four_synthetic_slices(tmp_path, quick_cohort):
     y = torch.from_numpy(np.asarray(cached.labels[idx][:, [li]]).astype(np.float32))
     cfg = TrainConfig(epochs=250, batch_size=4, lr=3e-3, patience=1000, augment=AugmentConfig(enabled=False))
     torch.manual_seed(0)
-    result = train_model(UNet(2, (8, 16, 32, 64), 128), x, y, x, y, cfg, tmp_path / "run", progress=False)
+    result = train_model(UNet(2, (8, 16, 32, 64), 128), x, y, [(x, y)], cfg, tmp_path / "run", progress=False)
     assert max(r["val_dice"] for r in result.log) > 0.9
 
 
@@ -84,11 +84,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     x, y = _tiny_data(1)
     cfg = TrainConfig(epochs=4, batch_size=2, lr=1e-3, patience=100)
     torch.manual_seed(0)
-    full = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "full", progress=False)
+    full = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, [(x, y)], cfg, tmp_path / "full", progress=False)
     torch.manual_seed(0)
-    train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "killed", progress=False, stop_after_epoch=2)
+    train_model(UNet(2, (4, 8, 16, 32), 32), x, y, [(x, y)], cfg, tmp_path / "killed", progress=False, stop_after_epoch=2)
     torch.manual_seed(123)  # a different process would start from other random weights
-    resumed = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, x, y, cfg, tmp_path / "killed", progress=False)
+    resumed = train_model(UNet(2, (4, 8, 16, 32), 32), x, y, [(x, y)], cfg, tmp_path / "killed", progress=False)
     assert [r["val_loss"] for r in full.log] == pytest.approx([r["val_loss"] for r in resumed.log], abs=0)
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "killed" / "last.pt")["model"]
@@ -122,3 +122,37 @@ def test_inference_writes_ct_geometry(tmp_path):
     np.testing.assert_allclose(img.GetSpacing(), (0.9, 0.9, 2.5))
     np.testing.assert_allclose(img.GetOrigin(), (-10.0, 5.0, 100.0))
     assert (tmp_path / "P1_prob.nii.gz").exists()
+
+
+def test_step_budget_sets_epochs():
+    cfg = TrainConfig(epochs=20, batch_size=8, steps=100)
+    assert cfg.epochs_for(80) == 10 and cfg.epochs_for(160) == 5 and cfg.epochs_for(200) == 4
+    assert TrainConfig(epochs=7).epochs_for(1000) == 7
+
+
+def test_convergence_rule():
+    from studylib.training import convergence
+
+    flat = [{"train_loss": 0.3 + 0.001 * (i % 2), "val_dice": 0.7, "val_loss": 0.4} for i in range(12)]
+    falling = [{"train_loss": 1.0 - 0.06 * i, "val_dice": 0.05 * i, "val_loss": 1.0 - 0.05 * i} for i in range(12)]
+    assert convergence(flat, "val_dice")["converged"]
+    assert convergence(flat, "val_loss")["converged"]
+    result = convergence(falling, "val_dice")
+    assert not result["converged"] and "still falling" in result["reason"]
+    assert convergence(falling, "val_dice", stopped_early=True)["converged"]
+    assert not convergence(flat[:5], "val_dice")["converged"]
+
+
+def test_validation_counts_every_slice_of_each_volume():
+    from studylib.losses import HybridLoss
+    from studylib.training import evaluate_volumes
+
+    class AllPositive(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x), 1, *x.shape[-2:]), 10.0)
+
+    y = torch.zeros(4, 1, 8, 8)
+    y[0, 0, :4, :4] = 1  # one lesion slice, three lesion-free slices
+    x = torch.zeros(4, 2, 8, 8)
+    _, dice = evaluate_volumes(AllPositive(), [(x, y)], HybridLoss(0.5), 2, torch.device("cpu"), False)
+    assert dice == pytest.approx(2 * 16 / (256 + 16))  # the lesion-free slices' false positives count

@@ -71,12 +71,21 @@ def test_study_end_to_end_and_report(tiny_study):
         table = pd.read_csv(out / "aggregate" / f"table1_{label}.csv")
         assert aggregate.is_complete(table)
         for _, row in table.iterrows():
-            raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob(f"{row['modality']}__{label}__fold*__seed0/per_patient.csv"))
-            dsc = raw[raw.ground_truth == label]["dsc"]
+            raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob(f"{row['modality']}__{label}__fold*__seed0*/per_patient.csv"))
+            dsc = raw[(raw.ground_truth == label) & (raw.region == "full")]["dsc"]
             assert row["dsc"] == f"{100 * dsc.mean():.2f} ± {100 * dsc.std(ddof=1):.2f}"
     t2 = pd.read_csv(out / "aggregate" / "table2_mean.csv", index_col=0)
-    raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob("dual__label_b__fold*__seed0/per_patient.csv"))
-    assert t2.loc["model label_b", "GT label_a"] == pytest.approx(raw[raw.ground_truth == "label_a"]["dsc"].mean())
+    raw = pd.concat(pd.read_csv(p) for p in (out / "runs").glob("dual__label_b__fold*__seed0*/per_patient.csv"))
+    full = raw[raw.region == "full"]
+    assert t2.loc["model label_b", "GT label_a"] == pytest.approx(full[full.ground_truth == "label_a"]["dsc"].mean())
+    assert set(raw.region) == {"full", "lesion_extent"}
+    # models A and B of one cell train on the identical slice set; every run says whether it converged
+    summaries = {run.name: json.loads((run / "summary.json").read_text()) for run in (out / "runs").iterdir()}
+    for name, summary in summaries.items():
+        twin = summaries[name.replace("label_a", "label_b")]
+        assert summary["train_slices_digest"] == twin["train_slices_digest"]
+        assert summary["n_train_slices"] == twin["n_train_slices"]
+        assert isinstance(summary["converged"], bool) and summary["reason"]
     for name in ("figure2_overlay", "figure3_models", "table2_heatmap", "training_curves", "registration_qa"):
         png = out / "aggregate" / f"{name}.png"
         assert png.exists() and png.stat().st_size > 1000, name
@@ -104,7 +113,7 @@ def test_predict_cli_on_trained_run(tiny_study, tmp_path):
     from studylib.cli import main
 
     out, _ = tiny_study
-    run = out / "runs" / "dual__label_a__fold0__seed0"
+    run = out / "runs" / "dual__label_a__fold0__seed0__bg10"
     code = main(["predict", "--model", str(run), "--cohort", str(out / "cohort"), "--out", str(tmp_path),
                  "--patient", "P000"])
     assert code == 0 and (tmp_path / "predictions" / "P000.nii.gz").exists()
@@ -116,3 +125,30 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
 
     assert main(["synth", "--out", str(tmp_path / "x"), "--patients", "0"]) == 2
     assert "patients" in capsys.readouterr().err
+
+
+def _absolute_paths_in(folder: Path) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".csv", ".ipynb", ".yaml", ".log", ".md", ".html"}:
+            text = path.read_text(errors="ignore")
+            for marker in (str(folder), str(ROOT), "/tmp/"):
+                # an absolute path starts the string or follows a quote, a space or '=' (not '..')
+                if re.search(r"(^|[\s\"'=(])" + re.escape(marker), text, re.M):
+                    found.append(f"{path.relative_to(folder)}: {marker}")
+    return found
+
+
+@pytest.mark.slow
+def test_results_travel(tiny_study, tmp_path):
+    """No absolute path inside a results folder; moved elsewhere, its report still renders from it."""
+    import shutil
+
+    from studylib.report import render_report
+
+    out, _ = tiny_study
+    assert _absolute_paths_in(out) == []
+    moved = tmp_path / "elsewhere" / "results"
+    shutil.copytree(out, moved)
+    html = render_report(moved, force_fallback=True)
+    assert html.is_relative_to(moved) and "Table 1" in html.read_text()

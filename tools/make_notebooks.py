@@ -12,8 +12,9 @@ def notebook(cells):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     out = []
-    for kind, src, *tags in cells:
+    for number, (kind, src, *tags) in enumerate(cells):
         cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        cell.id = f"cell-{number:02d}"  # stable ids: regenerating a notebook changes only what changed
         if tags:
             cell.metadata["tags"] = tags
         out.append(cell)
@@ -44,18 +45,22 @@ TRAIN_EVAL = [
            "Trains, predicts every test patient of the fold in 3D, and evaluates against every label of the cohort."),
     ("code", 'cohort = "results/quick/cohort/cohort.json"\ncache_dir = "results/quick/cache"\nprofile = "quick"\n'
              'splits = "results/quick/splits.json"\nmodality = "dual"\nlabel = "label_a"\nfold = 0\nseed = 0\n'
-             'run_dir = "results/quick/runs/dual__label_a__fold0__seed0"\nthreads = None\nprogress = True', "parameters"),
+             'run_dir = "results/quick/runs/dual__label_a__fold0__seed0"\nthreads = 1\nbackground_fraction = 0.0\n'
+             'progress = True', "parameters"),
     ("code", "from studylib.study import RunParams, execute_run\n"
-             "params = RunParams(cohort, cache_dir, profile, splits, modality, label, int(fold), int(seed), run_dir, threads)\n"
+             "params = RunParams(cohort, cache_dir, profile, splits, modality, label, int(fold), int(seed), run_dir, threads,\n"
+             "                   float(background_fraction))\n"
              "summary = execute_run(params, progress=progress)\n"
-             "{k: summary[k] for k in ('run_id', 'n_train_slices', 'best_epoch', 'epochs_run', 'wall_seconds')}"),
+             "{k: summary[k] for k in ('run_id', 'n_train_slices', 'train_slices_digest', 'best_epoch', 'epochs_run', "
+             "'converged', 'reason', 'wall_seconds')}"),
     ("md", "## Training curve"),
     ("code", "import pandas as pd\nfrom studylib.figures import training_curves_figure\n"
              "log = pd.read_csv(f'{run_dir}/training_log.csv')\n"
              "fig = training_curves_figure({params.run_id: log}, params.run_id)"),
     ("md", "## Per-patient 3D metrics against every label"),
     ("code", "per_patient = pd.read_csv(f'{run_dir}/per_patient.csv')\n"
-             "per_patient[['patient_id', 'ground_truth', 'dsc', 'iou', 'sensitivity', 'specificity', 'hd95', 'lesion_f1']]"),
+             "per_patient[['patient_id', 'region', 'ground_truth', 'dsc', 'iou', 'sensitivity', 'specificity', 'hd95', "
+             "'lesion_f1']]"),
 ]
 
 AGGREGATE = [
