@@ -18,6 +18,7 @@ import torch
 from studylib.cohort import load_cohort
 from studylib.inference import probability_volume
 from studylib.models import ModelConfig, build_model
+from studylib.paper import load_paper
 from studylib.preprocessing import PreprocessConfig, cache_patient
 from studylib.synthetic import generate_cohort
 
@@ -39,9 +40,10 @@ def main() -> None:
         per_patient = synth["lesion_slices_total"]["any_reader"] / args.patients
         train_share = 14 / 20  # the paper's 7:1:2 split of 20 patients
         estimate = per_patient * args.patients * train_share
+        paper = load_paper().training_slices
         print(f"lesion slices (any reader): {per_patient:.0f} per patient; totals "
               f"{synth['lesion_slices_total']}; training slices of a 7:1:2 split ~{estimate:.0f} "
-              f"(paper 3,259: ratio {estimate / 3259:.2f})")
+              f"(paper {paper:,}: ratio {estimate / paper:.2f})")
         cohort = load_cohort(tmp / "cohort")
         times = []
         for pid in cohort.patient_ids[:3]:

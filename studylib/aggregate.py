@@ -19,10 +19,6 @@ from .figures import (
 )
 from .statistics import mean_sd_text, paired_comparisons, summarise, summary_table
 
-PAPER_TABLE1_DSC = {"ct": 72.15, "pet": 76.80, "dual": 85.20}
-PAPER_TABLE2_DSC = {("label_a", "label_a"): 80.03, ("label_a", "label_b"): 63.89,
-                    ("label_b", "label_a"): 67.04, ("label_b", "label_b"): 85.96}
-PAPER_KAPPA = 0.66
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
 

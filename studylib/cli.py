@@ -1,4 +1,4 @@
-"""Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,study,predict,report}``."""
+"""Command line: ``python -m studylib {synth,synth-sweep,cohort,study,rerun,predict,report}``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def _synth_sweep(args) -> int:
     return 0
 
 
+def _rerun(args) -> int:
+    from .rerun import matched, rerun
+
+    table = rerun(args.run_dir, args.out, args.threads)
+    for row in table.itertuples():
+        state = "identical" if row.identical else f"DIFFERS (max |difference| {row.max_abs_difference:.3g} in {row.worst_column})"
+        print(f"{row.file}: {state}")
+    print(f"({table.note.iloc[0]}; re-run in {table.rerun.iloc[0]})")
+    return 0 if matched(table) else 1
+
+
 def _cohort_init(args) -> int:
     from .cohort import init_cohort
 
@@ -42,7 +53,8 @@ def _cohort_init(args) -> int:
         name, fname = item.split("=", 1)
         labels[name] = fname
     spec, skipped = init_cohort(args.dir, args.ct, args.pet, labels, args.out, mri=args.mri, name=args.name,
-                                require_all_labels=not args.allow_missing_labels)
+                                require_all_labels=not args.allow_missing_labels, disease=args.disease,
+                                description=args.description)
     print(f"{len(spec['patients'])} patients -> {args.out}")
     for line in skipped:
         print(f"skipped {line}")
@@ -104,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=None)
     p.set_defaults(func=_synth_sweep)
 
+    p = sub.add_parser("rerun", help="re-execute one finished run from its folder and compare the results")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="folder for the re-run (default: <results>/reruns/<run_id>)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the count recorded with the run)")
+    p.set_defaults(func=_rerun)
+
     p = sub.add_parser("cohort", help="cohort descriptions")
     csub = p.add_subparsers(dest="cohort_command", required=True)
     c = csub.add_parser("init", help="map a folder of patient folders into cohort.json (no copying)")
@@ -115,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--name")
     c.add_argument("--out", required=True)
     c.add_argument("--allow-missing-labels", action="store_true")
+    c.add_argument("--disease", help="what the cohort shows, e.g. 'soft-tissue sarcoma' (shown in the report)")
+    c.add_argument("--description", help="how it was made: raters, crops, scanners (shown in the report)")
     c.set_defaults(func=_cohort_init)
 
     p = sub.add_parser("study", help="run the whole study grid and aggregate")

@@ -158,6 +158,8 @@ def init_cohort(
     name: str | None = None,
     require_all_labels: bool = True,
     label_descriptions: dict[str, str] | None = None,
+    disease: str | None = None,
+    description: str | None = None,
 ) -> tuple[dict, list[str]]:
     """Map a folder of patient folders with arbitrary file names into a ``cohort.json`` (no copying).
 
@@ -195,6 +197,8 @@ def init_cohort(
         raise CohortError(f"no patient folder in {data_dir} has both {ct} and {pet}")
     spec = {
         "name": name or data_dir.name,
+        **({"disease": disease} if disease else {}),
+        **({"description": description} if description else {}),
         "root": os.path.relpath(data_dir, out.parent),
         "channels": {"ct": "CT in HU", "pet": "PET (SUV or Bq/ml)", **({"mri": "MRI"} if mri else {})},
         "labels": {k: (label_descriptions or {}).get(k, f"mask from {v}") for k, v in labels.items()},

@@ -20,8 +20,10 @@ import pandas as pd
 import yaml
 
 from . import aggregate as agg
+from .claims import VERDICT_RULES, claims_table
 from .config import MODALITY_CHANNELS, Profile, load_profile
 from .figures import MODALITY_NAMES
+from .paper import load_paper
 from .study import RunParams
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
@@ -53,6 +55,7 @@ class ReportContext:
     cohort_path: Path
     cohort_spec: dict
     agreement: dict = field(default_factory=dict)
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, results: str | os.PathLike) -> ReportContext:
@@ -74,7 +77,10 @@ class ReportContext:
         cohort_spec = json.loads(cohort_path.read_text()) if cohort_path.is_file() else {}
         agreement_path = results / "cohort_qa" / "agreement.json"
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
-        return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement)
+        per_patient_agreement = results / "cohort_qa" / "agreement.csv"
+        claims = claims_table(per_patient, pd.read_csv(per_patient_agreement) if per_patient_agreement.exists() else None,
+                              synthetic_readers="synthetic" in cohort_spec)
+        return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims)
 
     @property
     def labels(self) -> list[str]:
@@ -100,8 +106,11 @@ def abstract(ctx: ReportContext) -> str:
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
         text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."
     if ctx.agreement:
-        text += (f" The two raters agree with Dice {ctx.agreement['dice_ab_mean']:.2f} and voxel kappa "
-                 f"{ctx.agreement['kappa_voxel_mean']:.2f} (paper: kappa {agg.PAPER_KAPPA}).")
+        text += (f" The two annotations agree with Dice {ctx.agreement['dice_ab_mean']:.2f} and voxel kappa "
+                 f"{ctx.agreement['kappa_voxel_mean']:.2f} (paper: kappa {load_paper().kappa}).")
+    verdicts = ctx.claims.verdict.value_counts()
+    text += (" Of the paper's claims tested here: " + ", ".join(f"{n} {v}" for v, n in verdicts.items())
+             + " (rules and numbers in the claims table).")
     return text + "\n"
 
 
@@ -212,8 +221,7 @@ def specificity_note() -> str:
 def data_section(ctx: ReportContext) -> str:
     """Cohort description and the synthetic cohort's stated assumptions."""
     spec, cohort_json = ctx.cohort_spec, ctx.cohort_path
-    lines = [f"Cohort **{spec.get('name', cohort_json.parent.name)}**: {len(spec.get('patients', {}))} patients; "
-             f"labels: " + "; ".join(f"`{k}`: {v}" for k, v in spec.get("labels", {}).items()) + ".\n"]
+    lines = [cohort_description(spec) + "\n"]
     synth = spec.get("synthetic")
     if synth:
         lines.append("This cohort is **synthetic**; it is not the paper's private cohort. Its assumptions, stated plainly:\n")
@@ -222,7 +230,8 @@ def data_section(ctx: ReportContext) -> str:
         if slices:
             lines.append("\nAxial slices holding each label, summed over patients: "
                          + ", ".join(f"`{k}` {v}" for k, v in slices.items())
-                         + " (the paper trained on 3,259 lesion slices of 14 training patients).")
+                         + f" (the paper trained on {load_paper().training_slices:,} lesion slices of its training "
+                         "patients).")
         manifest = cohort_json.parent / "manifest.csv"
         if manifest.exists():
             m = pd.read_csv(manifest)
@@ -245,6 +254,7 @@ def agreement_table(ctx: ReportContext) -> str:
         rows.append(("volume ratio r = A / B (median)", f"{table.volume_ratio_a_over_b.median():.2f}"))
         rows.append(("ceiling 2/(1+r) of a perfect model off the diagonal of Table 2 (median)",
                      f"{table.ceiling_off_diagonal_dice.median():.3f}"))
+    rows.append(("paper: kappa (statistic not defined)", f"{load_paper().kappa}"))
     pk = a.get("patient_level_kappa")
     rows.append(("patient-level kappa", "n/a (no lesion-free patient)" if pk is None or pk != pk else f"{pk:.3f}"))
     return markdown_table(pd.DataFrame(rows, columns=["agreement", "value"]))
@@ -287,14 +297,24 @@ def localisation_markdown(ctx: ReportContext) -> str:
 
 
 def table1_markdown(ctx: ReportContext) -> str:
-    """Table 1 for each training label, with the paper's Dice beside ours."""
+    """Table 1 for each training label (the paper's own Table 1 is shown apart: its label is not stated)."""
     out = []
     for label in ctx.labels:
         t = agg.table1(ctx.per_patient, label).drop(columns=["modality"])
-        t.insert(2, "paper Dice (%)", [f"{agg.PAPER_TABLE1_DSC.get(m, float('nan')):.2f}" if m in agg.PAPER_TABLE1_DSC else "-"
-                                       for m in agg.table1(ctx.per_patient, label).modality])
+        t = t.drop(columns=[c for c in ("specificity",) if c in t]).rename(columns={
+            "n_patients": "n", "dsc": "DSC", "iou": "IoU", "sensitivity": "Sens", "specificity_body": "Spec (body)"})
         out.append(f"**Trained and tested on `{label}`**\n\n" + markdown_table(t))
     return "\n".join(out)
+
+
+def paper_table1_markdown() -> str:
+    """The paper's Table 1 with its SDs, as printed (label not stated in the paper)."""
+    paper = load_paper()
+    rows = [{"input": MODALITY_NAMES.get(m, m), **{k.upper() if k in ("dsc", "iou") else k.capitalize(): v.text()
+                                                   for k, v in metrics.items()}}
+            for m, metrics in paper.table1.items()]
+    return (f"The paper's Table 1 ({paper.sources['table1']}); whole-volume specificity of our runs is above 99 % by "
+            "construction, so the paper's specificity cannot be compared with it.\n\n" + markdown_table(pd.DataFrame(rows)))
 
 
 def table1_extra_markdown(ctx: ReportContext) -> str:
@@ -320,25 +340,56 @@ def tests_markdown(ctx: ReportContext) -> str:
 
 
 def table2_markdown(ctx: ReportContext) -> str:
-    """Cross-evaluation matrix with the paper's values in brackets."""
+    """Cross-evaluation matrix with the paper's values (mean ± SD) in brackets."""
     if len(ctx.labels) < 2 or "dual" not in set(ctx.per_patient.modality):
         return "Needs two training labels and the dual input.\n"
     text, _, _ = agg.table2(ctx.per_patient)
+    paper = load_paper().table2
     for model in text.index:
         for gt in text.columns:
-            paper = agg.PAPER_TABLE2_DSC.get((model.removeprefix("model "), gt.removeprefix("GT ")))
-            if paper is not None:
-                text.loc[model, gt] = f"{text.loc[model, gt]} [{paper:.2f}]"
-    return markdown_table(text, index=True)
+            reported = paper.get((model.removeprefix("model "), gt.removeprefix("GT ")))
+            if reported is not None:
+                text.loc[model, gt] = f"{text.loc[model, gt]} [{reported.text()}]"
+    return markdown_table(text, index=True) + "\n" + ceiling_sentence(ctx)
 
 
-def comparison_sentence(ctx: ReportContext) -> str:
-    """Why our numbers can differ from the paper's."""
-    return ("**Beside the paper.** The paper's numbers come from a private 20-patient clinical cohort with two human "
-            "raters; ours come from the cohort named above under the profile's settings. Differences in cohort "
-            "(synthetic physics and simulated raters, or another disease), in resolution and network size "
-            "(see the departures table) and in the label definitions are expected to change the absolute values; "
-            "the design (modality ablation, cross-evaluation, patient-level 3D metrics) is what is reproduced.\n")
+def ceiling_sentence(ctx: ReportContext) -> str:
+    """The structural ceiling of the off-diagonal cells of Table 2, from the measured A/B volume ratio."""
+    path = ctx.results / "cohort_qa" / "agreement.csv"
+    if not path.exists():
+        return ""
+    table = pd.read_csv(path)
+    if "volume_ratio_a_over_b" not in table:
+        return ""
+    r = float(table.volume_ratio_a_over_b.median())
+    inside = float(table.fraction_b_inside_a.mean())
+    return (f"**What the annotations allow.** Label A is a median {r:.2f} times the volume of label B and "
+            f"{100 * inside:.0f} % of B lies inside A, so even a perfect model of A scored against B (or of B against "
+            f"A) reaches a Dice of at most about 2/(1+r) = {2 / (1 + r):.2f}: the off-diagonal cells are bounded by "
+            "the annotations before any model is trained.\n")
+
+
+def claims_markdown(ctx: ReportContext) -> str:
+    """The claims table: statistic, effect size, Holm-corrected p and the verdict with its reason."""
+    t = ctx.claims.copy()
+    for column in ("first_mean", "second_mean", "mean_difference"):
+        t[column] = t[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    t["rank_biserial"] = t["rank_biserial"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+    t["p_holm"] = t["p_holm"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    t["n_patients"] = t["n_patients"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    shown = t[["comparison", "n_patients", "first_mean", "second_mean", "rank_biserial", "p_holm", "verdict", "reason"]]
+    shown = shown.rename(columns={"n_patients": "n", "first_mean": "first", "second_mean": "second",
+                                  "rank_biserial": "r", "p_holm": "p (Holm)"})
+    paper = load_paper()
+    claims = "\n".join(f"- `{k}`: {v}" for k, v in paper.claims.items())
+    return (f"The claims, as the paper makes them:\n\n{claims}\n\nHow a verdict follows from the numbers "
+            f"(fixed before they were computed): {VERDICT_RULES}\n\n'first' and 'second' are the two sides of each "
+            "comparison as named (3D DSC in %, volumes in ml, kappa).\n\n" + markdown_table(shown))
+
+
+def ambiguities_markdown() -> str:
+    """Where the paper is ambiguous (from paper.yaml)."""
+    return "\n".join(f"- {line}" for line in load_paper().ambiguities) + "\n"
 
 
 def show_figure(ctx: ReportContext, stem: str, folder: str = "aggregate"):
@@ -352,15 +403,45 @@ def show_figure(ctx: ReportContext, stem: str, folder: str = "aggregate"):
     return display(Image(filename=str(candidates[0])))
 
 
+def cohort_description(spec: dict) -> str:
+    """What a cohort is, from its own ``cohort.json``: disease, annotations and their meaning, how it was made."""
+    labels = spec.get("labels", {})
+    train = spec.get("train_labels") or list(labels)
+    lines = [f"Cohort **{spec.get('name', '?')}**, {len(spec.get('patients', {}))} patients. Disease: "
+             f"{spec.get('disease', 'not stated in its cohort.json')}."]
+    if spec.get("description"):
+        lines.append(f"How it was made: {spec['description']}.")
+    lines.append(f"Annotations trained on: {len(train)} (" + "; ".join(f"`{k}`: {labels.get(k, '?')}" for k in train) + ").")
+    return " ".join(lines)
+
+
 def real_data_section(ctx: ReportContext) -> str:
-    """Table 1 on the real PET/CT cohort when its results folder exists (``PETCT_REAL_RESULTS`` or a sibling)."""
+    """Table 1 on a real PET/CT cohort when its results folder exists (``PETCT_REAL_RESULTS`` or a sibling)."""
     candidates = [os.environ.get("PETCT_REAL_RESULTS", ""), str(ctx.results.parent / "real")]
     for c in candidates:
         if c and (Path(c) / "runs").exists() and Path(c).resolve() != ctx.results:
-            real = agg.seed_mean(agg.collect_per_patient(c))
-            parts = [f"Results folder `{c}` ({real.patient_id.nunique()} patients)."]
+            real = agg.primary(agg.seed_mean(agg.collect_per_patient(c)), c)
+            run = next(r for r in agg.planned_runs(c) if (r / "params.json").exists())
+            cohort_json = Path(RunParams.from_record(run / "params.json").cohort)
+            spec = json.loads(cohort_json.read_text()) if cohort_json.exists() else {}
+            n_labels = len(spec.get("train_labels") or spec.get("labels", {}))
+            can = ("It can show whether adding PET to CT (and CT to PET) helps on real scanner data: the modality "
+                   "comparison of Table 1.")
+            cannot = ("It cannot test the cross-evaluation (Table 2), the models' different coverage or the annotation "
+                      "agreement: it has one annotation." if n_labels < 2 else
+                      "Its annotations come from its own readers, not the paper's.")
+            if spec.get("disease") and "osteomyelitis" not in spec["disease"].lower():
+                cannot += f" Its disease ({spec['disease']}) is not osteomyelitis: absolute values do not transfer."
+            parts = [cohort_description(spec), can, cannot, f"\nResults folder `{os.path.relpath(c, ctx.results)}` "
+                     f"({real.patient_id.nunique()} patients)."]
             for label in sorted(real.train_label.unique()):
-                parts.append(f"\n**Trained and tested on `{label}`**\n\n" + markdown_table(agg.table1(real, label).drop(columns=["modality"])))
+                parts.append(f"\n**Trained and tested on `{label}`**\n\n" + markdown_table(
+                    agg.table1(real, label).drop(columns=["modality", "specificity"], errors="ignore")))
+            tests = [agg.modality_tests(real, label) for label in sorted(real.train_label.unique())]
+            tests = [t for t in tests if len(t)]
+            if tests:
+                parts.append("\n**Paired tests (Holm)**\n\n" + markdown_table(pd.concat(tests)[
+                    ["group_a", "group_b", "n_pairs", "mean_difference", "p_holm", "rank_biserial"]].round(4)))
             return "\n".join(parts) + "\n"
     return "No real-cohort results folder was found next to this one (run the study with `--cohort` on a real cohort).\n"
 

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from pathlib import Path
 
@@ -107,6 +108,10 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "data:image/png;base64" in text  # figures embedded: no network needed
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
+    assert "What replicates" in text and "Holm" in text
+    ctx = __import__("studylib.report", fromlist=["ReportContext"]).ReportContext.load(out)
+    assert ctx.claims.verdict.isin(["replicated", "not replicated", "not testable here"]).all()
+    assert len(ctx.claims) >= 4
 
 
 def test_predict_cli_on_trained_run(tiny_study, tmp_path):
@@ -152,3 +157,39 @@ def test_results_travel(tiny_study, tmp_path):
     shutil.copytree(out, moved)
     html = render_report(moved, force_fallback=True)
     assert html.is_relative_to(moved) and "Table 1" in html.read_text()
+
+
+@pytest.mark.slow
+def test_reviewer_reruns_one_run(tiny_study, tmp_path):
+    """Notebook 02 with its defaults plus overrides, and `rerun`, reproduce the study's run byte for byte."""
+    import shutil
+    import subprocess
+    import sys
+
+    from studylib.rerun import matched, rerun
+
+    out, _ = tiny_study
+    run = out / "runs" / "pet__label_b__fold1__seed0__bg10"
+    params = json.loads((run / "params.json").read_text())
+    overrides = {k: params[k] for k in ("cohort", "cache_dir", "profile", "splits", "modality", "label", "fold",
+                                        "background_fraction")}
+    overrides["run_dir"] = "reviewer/pet__label_b__fold1__seed0__bg10"
+    args = [x for k, v in overrides.items() for x in ("-p", k, str(v))]
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "02_train_eval.ipynb"),
+                    str(tmp_path / "out.ipynb"), *args, "--kernel", "python3"], cwd=out, check=True,
+                   capture_output=True)
+    reviewer = out / overrides["run_dir"]
+    assert (reviewer / "per_patient.csv").read_bytes() == (run / "per_patient.csv").read_bytes()
+    shutil.rmtree(out / "reviewer")
+
+    table = rerun(run, tmp_path / "rr" / "runs" / run.name)
+    assert matched(table), table
+    # a tampered run: its best.pt replaced by another run's
+    copy = tmp_path / "tampered" / "runs" / run.name
+    shutil.copytree(run, copy)
+    shutil.copy(out / "runs" / "pet__label_a__fold1__seed0__bg10" / "best.pt", copy / "best.pt")
+    (copy / "params.json").write_text(json.dumps({**params, **{k: os.path.relpath(out / params[k], copy.parent.parent)
+                                                               for k in ("cohort", "cache_dir", "profile", "splits")}}))
+    table = rerun(copy, tmp_path / "rr2" / "runs" / run.name)
+    assert not matched(table)
+    assert not table.set_index("file").loc["best.pt", "identical"]
