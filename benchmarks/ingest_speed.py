@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
+from studylib.cache import cache_patient
 from studylib.cohort import load_cohort
 from studylib.inference import probability_volume
 from studylib.models import ModelConfig, build_model
 from studylib.paper import load_paper
-from studylib.preprocessing import PreprocessConfig, cache_patient
+from studylib.preprocessing import PreprocessConfig
 from studylib.synthetic import generate_cohort
 
 

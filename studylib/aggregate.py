@@ -9,14 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import (
-    MODALITY_NAMES,
-    MODALITY_ORDER,
-    distribution_figure,
-    heatmap_figure,
-    save_figure,
-    training_curves_figure,
-)
+from .figures import distribution_figure, heatmap_figure, save_figure, training_curves_figure
+from .modalities import MODALITY_NAMES, MODALITY_ORDER
 from .statistics import mean_sd_text, paired_comparisons, summarise, summary_table
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
@@ -287,10 +281,10 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     """Fig. 2 analogue (GT A + model A red, GT B + model B blue) and Fig. 3 analogue (model A vs B)."""
     import SimpleITK as sitk
 
+    from .cache import load_native
     from .cohort import load_cohort
     from .figures import model_comparison_figure, overlay_figure, registration_qa_figure
     from .imageio import read_image
-    from .preprocessing import load_native
     from .registration import resample_to, transform_from_record
 
     results = Path(results)

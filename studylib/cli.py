@@ -1,4 +1,4 @@
-"""Command line: ``python -m studylib {synth,synth-sweep,cohort,study,rerun,predict,report}``."""
+"""Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,run,aggregate,study,rerun,predict,report}``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,29 @@ def _cohort_init(args) -> int:
     print(f"{len(spec['patients'])} patients -> {args.out}")
     for line in skipped:
         print(f"skipped {line}")
+    return 0
+
+
+def _prepare(args) -> int:
+    from .study import prepare_study
+
+    print(f"prepared {prepare_study(args.profile, args.out, args.cohort, args.jobs)}")
+    return 0
+
+
+def _run(args) -> int:
+    from .study import run_grid
+
+    record = run_grid(args.results, args.jobs)
+    print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done")}, indent=1))
+    return 1 if record["failed"] else 0
+
+
+def _aggregate(args) -> int:
+    from .study import aggregate_study
+
+    aggregate_study(args.results)
+    print(f"tables and figures in {Path(args.results) / 'aggregate'}")
     return 0
 
 
@@ -137,7 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--description", help="how it was made: raters, crops, scanners (shown in the report)")
     c.set_defaults(func=_cohort_init)
 
-    p = sub.add_parser("study", help="run the whole study grid and aggregate")
+    p = sub.add_parser("prepare", help="stage 1: profile snapshot, cohort, slice cache, splits, plan, cohort QA")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--cohort", help="cohort.json (default: the profile's synthetic cohort)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("run", help="stage 2: every planned run of a prepared results folder (resumable)")
+    p.add_argument("--results", required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("aggregate", help="stage 3: tables, tests and figures of the finished runs")
+    p.add_argument("--results", required=True)
+    p.set_defaults(func=_aggregate)
+
+    p = sub.add_parser("study", help="all stages: prepare, run, aggregate")
     p.add_argument("--profile", default="quick")
     p.add_argument("--cohort", help="cohort.json (default: the profile's synthetic cohort)")
     p.add_argument("--out", default="results/quick")

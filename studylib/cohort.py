@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODALITIES = ("ct", "pet", "mri")
+from .modalities import CHANNELS
 
 
 class CohortError(ValueError):
@@ -80,9 +80,9 @@ class Cohort:
             raise CohortError(f"unknown patient '{patient_id}' in cohort {self.name}")
         return self.patients[patient_id]
 
-    def has_modality(self, modality: str) -> bool:
+    def has_channel(self, channel: str) -> bool:
         """True when every patient has this image channel."""
-        return all(modality in p.images for p in self.patients.values())
+        return all(channel in p.images for p in self.patients.values())
 
 
 def _resolve(root: Path, entry: str) -> str:
@@ -116,7 +116,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
     root = (path.parent / spec.get("root", ".")).resolve()
     patients: dict[str, PatientRecord] = {}
     for pid, entry in spec["patients"].items():
-        images = {m: Path(_resolve(root, entry[m])) for m in MODALITIES if m in entry}
+        images = {m: Path(_resolve(root, entry[m])) for m in CHANNELS if m in entry}
         if "ct" not in images or "pet" not in images:
             missing = [m for m in ("ct", "pet") if m not in images]
             raise CohortError(f"patient {pid}: missing modality {missing} in {path}")

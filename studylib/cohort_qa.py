@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from .cache import load_cached, load_native
 from .cohort import Cohort
 from .figures import lesion_slice, patient_qa_figure, registration_qa_figure, save_figure
 from .imageio import read_image
 from .metrics import patient_level_kappa
-from .preprocessing import load_native
 from .registration import resample_to, transform_from_record
-from .study import load_cached, rater_agreement
+from .study import rater_agreement
 from .synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary
 
 

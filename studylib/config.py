@@ -10,12 +10,12 @@ from pathlib import Path
 import yaml
 
 from .augmentation import AugmentConfig
+from .modalities import MODALITY_CHANNELS
 from .models import ModelConfig
 from .preprocessing import PreprocessConfig
 from .training import TrainConfig
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-MODALITY_CHANNELS = {"ct": ["ct"], "pet": ["pet"], "dual": ["ct", "pet"], "dual_mri": ["ct", "pet", "mri"]}
 
 
 @dataclass

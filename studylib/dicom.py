@@ -176,17 +176,3 @@ def rasterise_rtstruct(path: str | os.PathLike, reference: sitk.Image, roi_name:
         mask[k] ^= inside.astype(np.uint8)  # even-odd: inner contours are holes
     return mask
 
-
-def dicom_patient_folder(folder: str | os.PathLike) -> dict[str, Path]:
-    """Find RTSTRUCT files under a folder (for ``cohort init`` users mapping DICOM data)."""
-    import pydicom
-
-    found = {}
-    for f in Path(folder).rglob("*.dcm"):
-        try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["Modality"])
-        except Exception:  # not DICOM: skip
-            continue
-        if getattr(ds, "Modality", "") == "RTSTRUCT":
-            found[str(f.relative_to(folder))] = f
-    return found

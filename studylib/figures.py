@@ -16,8 +16,6 @@ import pandas as pd  # noqa: E402
 from .preprocessing import bone_window  # noqa: E402
 
 MODEL_COLOURS = {"label_a": "#d62728", "label_b": "#1f77b4", "truth": "#2ca02c"}
-MODALITY_ORDER = ["ct", "pet", "dual", "dual_mri"]
-MODALITY_NAMES = {"ct": "CT only", "pet": "PET only", "dual": "Dual (CT+PET)", "dual_mri": "CT+PET+MRI"}
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike, formats: Sequence[str] = ("png",)) -> list[Path]:

@@ -31,11 +31,11 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
 
 
 def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: dict,
-                       batch_size: int = 32, device="cpu") -> np.ndarray:
-    """3D probability map on the CT grid (z, y, x) from a cached patient's slices."""
+                       batch_size: int = 32, device="cpu", fit: str = "pad") -> np.ndarray:
+    """3D probability map on the CT grid (z, y, x) from a cached patient's slices (``fit`` as they were cached)."""
     probs = predict_slices(model, images, channel_index, batch_size, device)
     size_x, size_y = ct_geometry["size"][0], ct_geometry["size"][1]
-    return restore_slices(probs, (size_y, size_x)).astype(np.float32)
+    return restore_slices(probs, (size_y, size_x), fit).astype(np.float32)
 
 
 def geometry_image(array: np.ndarray, ct_geometry: dict) -> sitk.Image:

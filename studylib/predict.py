@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .cache import cache_patient, load_cached, load_native
 from .cohort import load_cohort
-from .config import MODALITY_CHANNELS, load_profile
+from .config import load_profile
 from .inference import probability_volume, write_prediction
+from .modalities import MODALITY_CHANNELS
 from .models import build_model
-from .preprocessing import cache_patient, load_native
-from .study import RunParams, evaluate_patient, load_cached
+from .study import RunParams, evaluate_patient
 from .training import load_checkpoint, resolve_device
 
 
@@ -33,11 +34,12 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         cache_patient(cohort_obj.patient(pid), profile.preprocess, cache_dir)
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
-        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device)
+        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
+                                   fit=cached.meta.get("fit", "stretch"))
         write_prediction(probs, geometry, out / "predictions", pid, save_probabilities=save_probabilities)
         labels, body = load_native(cache_dir, pid)
         if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
-            for row in evaluate_patient(probs >= 0.5, labels, body, geometry["spacing"][::-1],
+            for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,
                                         cohort_obj.train_labels, profile.study.nsd_tolerance_mm):
                 rows.append({"patient_id": pid, "model": model_dir.name, **row})
     if not rows:

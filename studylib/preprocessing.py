@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -75,6 +70,7 @@ class PreprocessConfig:
     pet_clip_suv: float = 10.0
     mri_norm: str = "minmax"
     registration: str = "rigid"
+    fit: str = "pad"  # non-square slices: "pad" to a square (aspect kept) or "stretch"
 
     def cache_key(self) -> dict:
         """Parameters that change the cached slices."""
@@ -158,10 +154,26 @@ def normalise_channels(patient: PatientOnCT, config: PreprocessConfig,
     return out
 
 
-def resize_slices(volume: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
-    """Resize axial slices (z, [C,] H, W) to size x size: bilinear (antialiased) images, nearest masks."""
+def square_padding(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding that makes a height x width slice square, centred."""
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    return top, side - height - top, left, side - width - left
+
+
+def resize_slices(volume: np.ndarray, size: int, is_mask: bool = False, fit: str = "pad") -> np.ndarray:
+    """Resize axial slices (z, [C,] H, W) to size x size: bilinear (antialiased) images, nearest masks.
+
+    ``fit="pad"`` first pads a non-square slice to a square with zeros (the normalised background), so
+    anatomy keeps its aspect ratio; ``"stretch"`` resizes each axis on its own.
+    """
     squeeze = volume.ndim == 3
     tensor = torch.from_numpy(np.ascontiguousarray(volume[:, None] if squeeze else volume)).float()
+    if fit == "pad" and tensor.shape[-2] != tensor.shape[-1]:
+        top, bottom, left, right = square_padding(*tensor.shape[-2:])
+        tensor = F.pad(tensor, (left, right, top, bottom))
+    elif fit not in ("pad", "stretch"):
+        raise ValueError(f"preprocess.fit must be 'pad' or 'stretch', got {fit!r}")
     if tuple(tensor.shape[-2:]) == (size, size):
         out = tensor
     elif is_mask:
@@ -173,107 +185,17 @@ def resize_slices(volume: np.ndarray, size: int, is_mask: bool = False) -> np.nd
     return out.numpy().astype(np.uint8 if is_mask else np.float32)
 
 
-def restore_slices(probabilities: torch.Tensor | np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-    """Map (z, S, S) probabilities back to the CT slice size (z, H, W) with bilinear interpolation."""
+def restore_slices(probabilities: torch.Tensor | np.ndarray, shape_hw: tuple[int, int], fit: str = "pad") -> np.ndarray:
+    """Map (z, S, S) probabilities back to the CT slice size (z, H, W): the inverse of ``resize_slices``."""
     tensor = torch.as_tensor(probabilities).float()[:, None]
+    height, width = shape_hw
+    if fit == "pad" and height != width:
+        top, _, left, _ = square_padding(height, width)
+        side = max(height, width)
+        if tuple(tensor.shape[-2:]) != (side, side):
+            tensor = F.interpolate(tensor, size=(side, side), mode="bilinear", align_corners=False)
+        return tensor[:, 0, top:top + height, left:left + width].numpy()
     if tuple(tensor.shape[-2:]) != tuple(shape_hw):
         tensor = F.interpolate(tensor, size=tuple(shape_hw), mode="bilinear", align_corners=False)
     return tensor[:, 0].numpy()
 
-
-def file_digest(paths: list[str]) -> str:
-    """SHA-1 over the bytes of input files (DICOM folders: over their sorted files)."""
-    h = hashlib.sha1()
-    for p in paths:
-        path = Path(p.split(":", 2)[-1] if p.startswith("rtstruct:") else p)
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for f in files:
-            if f.is_file():
-                h.update(f.name.encode())
-                with open(f, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass
-class CachedPatient:
-    """Preprocessed 2D slices of one patient: images (z, C, S, S) float16, labels (z, L, S, S) uint8."""
-
-    patient_id: str
-    images: np.ndarray
-    labels: np.ndarray
-    channel_names: list[str]
-    label_names: list[str]
-    meta: dict
-
-    def channel_index(self, channels: list[str]) -> list[int]:
-        """Positions of the named channels in ``images``."""
-        missing = [c for c in channels if c not in self.channel_names]
-        if missing:
-            raise KeyError(f"patient {self.patient_id}: no channel {missing} (has {self.channel_names})")
-        return [self.channel_names.index(c) for c in channels]
-
-
-def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0) -> CachedPatient:
-    """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists."""
-    folder = Path(cache_dir) / record.patient_id
-    sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
-    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 2}
-    meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            return CachedPatient(record.patient_id, np.load(folder / "images.npy", mmap_mode="r"),
-                                 np.load(folder / "labels.npy", mmap_mode="r"), meta["channels"], meta["labels"], meta)
-    patient = load_patient_on_ct(record, config.registration, seed)
-    body = body_mask(patient.channels["ct"])
-    norm = normalise_channels(patient, config, body)
-    channel_names = [c for c in ("ct", "pet", "mri") if c in norm]
-    label_names = sorted(patient.labels)
-    images = np.stack([resize_slices(norm[c], config.image_size) for c in channel_names], axis=1).astype(np.float16)
-    labels = np.stack([resize_slices(patient.labels[k], config.image_size, is_mask=True) for k in label_names], axis=1)
-    ct = patient.ct_image
-    meta = {
-        "key": key, "patient_id": record.patient_id, "channels": channel_names, "labels": label_names,
-        "ct_geometry": {"size": list(ct.GetSize()), "spacing": list(ct.GetSpacing()), "origin": list(ct.GetOrigin()),
-                        "direction": list(ct.GetDirection())},
-        "registration": patient.registration.as_dict(),
-        "label_slices": {k: [int(i) for i in np.flatnonzero(patient.labels[k].any(axis=(1, 2)))] for k in label_names},
-        "label_voxels": {k: int(patient.labels[k].sum()) for k in label_names},
-    }
-    tmp = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "images.npy", images)
-    np.save(tmp / "labels.npy", labels)
-    # native-grid labels and body mask for exact 3D evaluation on the CT grid
-    np.savez_compressed(tmp / "native.npz", body=body,
-                        **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names})
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return CachedPatient(record.patient_id, images, labels, channel_names, label_names, meta)
-
-
-def load_native(cache_dir: str | os.PathLike, patient_id: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The CT-grid labels and body mask saved with a patient's cache."""
-    with np.load(Path(cache_dir) / patient_id / "native.npz") as data:
-        labels = {k.removeprefix("label__"): data[k] for k in data.files if k.startswith("label__")}
-        return labels, data["body"]
-
-
-def select_training_slices(cached: CachedPatient, labels: list[str], background_fraction: float,
-                           rng: np.random.Generator) -> np.ndarray:
-    """Slices holding any of ``labels`` (the paper drops the rest), plus a fraction of lesion-free slices.
-
-    The choice does not depend on which label a model is trained on, so models A and B of one grid cell see a
-    strictly identical input set X (paper, section 3).
-    """
-    index = [cached.label_names.index(label) for label in labels]
-    has = np.asarray(cached.labels[:, index]).reshape(len(cached.labels), -1).any(axis=1)
-    positive = np.flatnonzero(has)
-    negative = np.flatnonzero(~has)
-    n_bg = int(round(background_fraction * len(negative)))
-    chosen = rng.choice(negative, size=n_bg, replace=False) if n_bg else np.array([], int)
-    return np.sort(np.concatenate([positive, chosen]).astype(int))

@@ -21,8 +21,8 @@ import yaml
 
 from . import aggregate as agg
 from .claims import VERDICT_RULES, claims_table
-from .config import MODALITY_CHANNELS, Profile, load_profile
-from .figures import MODALITY_NAMES
+from .config import Profile, load_profile
+from .modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
 from .paper import load_paper
 from .study import RunParams
 
@@ -30,17 +30,38 @@ REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
-    """A pipe table (no extra dependency)."""
+    """A pipe table whose column widths follow its content, so that it wraps inside the page in the PDF.
+
+    Pandoc gives a pipe table relative column widths from the dashes of its separator line when a row is wider
+    than the page; the dashes here are proportional to each column's longest word-wrapped content (header
+    words included), capped; a table too wide for the page gets a separator long enough for pandoc to use them.
+    """
     if index:
         df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        cells = []
-        for v in row:
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+    cols = [escape_markdown(str(c)) for c in df.columns]
+    rows = [[escape_markdown(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
+            for row in df.itertuples(index=False)]
+    widths = []
+    for j, col in enumerate(cols):
+        longest_word = max([len(w) for w in col.split()] + [len(w) for r in rows for w in r[j].split()] + [3])
+        longest_cell = max([len(col)] + [len(r[j]) for r in rows])
+        widths.append(max(longest_word, min(longest_cell, 40)))
+    # a narrow table keeps pandoc's natural widths; a wide one gets relative widths (the line exceeds 72 columns)
+    wide = sum(widths) + 3 * len(widths) > 72
+    scale = max(1.0, 100 / sum(widths)) if wide else 1.0
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("-" * max(3, round(w * scale)) for w in widths) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def escape_markdown(text: str) -> str:
+    """Escape characters that Markdown would read as emphasis or table syntax in a plain-text cell.
+
+    Cells that are Markdown on purpose (a link, inline code) are left as they are.
+    """
+    if "`" in text or ("[" in text and "](" in text):
+        return text.replace("|", "\\|")
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("|", "\\|")
 
 
 @dataclass
@@ -94,7 +115,7 @@ def abstract(ctx: ReportContext) -> str:
     label = "label_a" if "label_a" in ctx.labels else ctx.labels[0]
     sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
     means = sub.groupby("modality")["dsc"].mean()
-    parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in agg.MODALITY_ORDER if m in means]
+    parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
     name = ctx.cohort_spec.get("name", ctx.cohort_path.parent.name)
     text = (f"We re-ran the paper's design on the cohort `{name}` "

@@ -16,20 +16,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
+from .cache import cache_patient, load_cached, load_native, select_training_slices
 from .cohort import Cohort, load_cohort
-from .config import MODALITY_CHANNELS, Profile, load_profile, write_profile_snapshot
+from .config import Profile, load_profile, write_profile_snapshot
 from .inference import probability_volume, write_prediction
 from .metrics import agreement, patient_metrics
+from .modalities import MODALITY_CHANNELS
 from .models import build_model, count_parameters
 from .parallel import map_in_processes
-from .preprocessing import CachedPatient, cache_patient, load_native, select_training_slices
 from .splits import load_or_make_splits
 from .training import convergence, load_checkpoint, resolve_device, train_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
-PER_PATIENT_COLUMNS = ["run_id", "modality", "train_label", "ground_truth", "fold", "seed", "patient_id"]
 
 
 def git_commit() -> str:
@@ -74,20 +75,12 @@ def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int =
     return pd.DataFrame(map_in_processes(_cache_one, tasks, jobs, "preprocess", progress))
 
 
-def load_cached(cache_dir: Path, patient_id: str) -> CachedPatient:
-    """Open a patient's cached slices (memory-mapped)."""
-    folder = Path(cache_dir) / patient_id
-    meta = json.loads((folder / "meta.json").read_text())
-    return CachedPatient(patient_id, np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "labels.npy", mmap_mode="r"),
-                         meta["channels"], meta["labels"], meta)
-
-
 def rater_agreement(cohort: Cohort, cache_dir: Path, label_a: str, label_b: str) -> pd.DataFrame:
     """Per-patient agreement of two labels on the CT grid (Dice, kappa, volumes)."""
     rows = []
     for pid in cohort.patient_ids:
         labels, body = load_native(cache_dir, pid)
-        spacing = load_cached(cache_dir, pid).meta["ct_geometry"]["spacing"][::-1]
+        spacing = load_cached(cache_dir, pid).geometry.spacing_zyx
         rows.append({"patient_id": pid, **agreement(labels[label_a], labels[label_b], spacing, body)})
     return pd.DataFrame(rows)
 
@@ -204,9 +197,6 @@ def lesion_extent(masks: list[np.ndarray]) -> slice:
     return slice(int(z[0]), int(z[-1]) + 1)
 
 
-EVALUATION_REGIONS = ("full", "lesion_extent")
-
-
 def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.ndarray, spacing, train_labels: list[str],
                      nsd_tolerance_mm: float) -> list[dict]:
     """Metrics of one predicted volume against every label, in both evaluation regions.
@@ -255,10 +245,11 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     for pid in fold["test"]:
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
-        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device)
+        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
+                                   fit=cached.meta.get("fit", "stretch"))
         write_prediction(probs, geometry, pred_dir, pid)
         labels, body = load_native(cache_dir, pid)
-        for row in evaluate_patient(probs >= 0.5, labels, body, geometry["spacing"][::-1], select,
+        for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
                                     profile.study.nsd_tolerance_mm):
             rows.append({**cell, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)
@@ -342,43 +333,53 @@ def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, spli
               threads: int | None) -> list[RunParams]:
     """The grid: modalities x training labels x folds x seeds."""
     labels = profile.study.labels or cohort.train_labels
-    modalities = [m for m in profile.study.modalities if all(cohort.has_modality(c) for c in MODALITY_CHANNELS[m])]
+    modalities = [m for m in profile.study.modalities if all(cohort.has_channel(c) for c in MODALITY_CHANNELS[m])]
     return [RunParams(str(cohort.path), str(cache_dir), profile.path, str(splits_path), m, label, fold, seed,
                       str(out / "runs" / run_id(m, label, fold, seed, bg)), threads, bg)
             for bg in profile.study.background_fractions for fold in range(profile.study.folds)
             for seed in profile.study.seeds for label in labels for m in modalities]
 
 
-def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
-              progress: bool = True) -> dict:
-    """Run the whole study: cohort, cache, splits, every run (papermill, resumable), aggregate notebooks."""
-    from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
-
-    started = time.perf_counter()
+def prepare_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
+                  progress: bool = True) -> Path:
+    """Stage 1 (``prepare``): profile snapshot, cohort, slice cache, splits, the plan, the cohort QA notebook."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     profile = load_profile(write_profile_snapshot(profile_name, out / "profile.yaml"))
-    cohort_path = ensure_cohort(profile, cohort, out)
-    cohort_obj = load_cohort(cohort_path)
+    cohort_obj = load_cohort(ensure_cohort(profile, cohort, out))
     cache_dir = out / "cache"
-    prep = prepare_cache(cohort_obj, profile, cache_dir, jobs, progress)
-    prep.to_csv(out / "preprocess.csv", index=False)
-    strata = {}
-    for pid in cohort_obj.patient_ids:
-        meta = cohort_obj.patient(pid).read_meta()
-        strata[pid] = str(meta.get("implant") or "none")
+    prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(out / "preprocess.csv", index=False)
+    strata = {pid: str(cohort_obj.patient(pid).read_meta().get("implant") or "none") for pid in cohort_obj.patient_ids}
     load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
+    runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", None)
+    # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
+    (out / "plan.json").write_text(json.dumps({
+        "cohort": os.path.relpath(cohort_obj.path, out), "runs": [r.run_id for r in runs],
+        "primary_background_fraction": profile.study.background_fractions[0]}, indent=1))
     cohort_nb = out / "notebooks" / "01_cohort.ipynb"
     cohort_done = cohort_nb.with_suffix(".done")  # written only after the notebook ran to the end
     if not cohort_done.exists():
         execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": os.path.relpath(cohort_obj.path, out),
                                                         "cache_dir": "cache", "out_dir": "cohort_qa"}, cwd=out)
         cohort_done.write_text(git_commit())
+    return out
+
+
+def planned_params(out: Path, threads: int | None) -> list[RunParams]:
+    """The RunParams of a prepared study's plan."""
+    plan = out / "plan.json"
+    if not plan.exists():
+        raise FileNotFoundError(f"{out} is not prepared (no plan.json): run `python -m studylib prepare` first")
+    profile = load_profile(out / "profile.yaml")
+    cohort_obj = load_cohort(out / json.loads(plan.read_text())["cohort"])
+    return plan_runs(profile, cohort_obj, out, out / "cache", out / "splits.json", threads)
+
+
+def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True) -> dict:
+    """Stage 2 (``run``): every planned run not finished yet, as papermill notebooks; failures are recorded."""
+    out = Path(out).resolve()
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", threads)
-    # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
-    (out / "plan.json").write_text(json.dumps({"runs": [r.run_id for r in runs], "primary_background_fraction":
-                                               profile.study.background_fractions[0]}, indent=1))
+    runs = planned_params(out, threads)
     todo = [r for r in runs if not run_is_finished(r)]
     failures = []
     gpus = torch.cuda.device_count()
@@ -405,16 +406,31 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
             bar.update(1)
             bar.set_postfix(failed=len(failures))
     (out / "failures.json").write_text(json.dumps(failures, indent=1))
-    finished = [r for r in runs if run_is_finished(r)]
-    if finished:
-        execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
-                         {"results": ".", "profile": "profile.yaml"}, cwd=out)
-    record = {"profile": profile.name, "cohort": os.path.relpath(cohort_obj.path, out), "runs": len(runs),
-              "planned_runs": [r.run_id for r in runs], "finished": len(finished),
-              "skipped_as_done": len(runs) - len(todo), "failed": failures, "wall_seconds": time.perf_counter() - started,
-              "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
-    (out / "study.json").write_text(json.dumps(record, indent=1))
     if failures:
         for f in failures:
             print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
+    return {"runs": len(runs), "finished": sum(run_is_finished(r) for r in runs), "skipped_as_done": len(runs) - len(todo),
+            "failed": failures}
+
+
+def aggregate_study(out: str | os.PathLike) -> None:
+    """Stage 3 (``aggregate``): tables, tests and figures of the finished planned runs (notebook 03)."""
+    out = Path(out).resolve()
+    execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
+                     {"results": ".", "profile": "profile.yaml"}, cwd=out)
+
+
+def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
+              progress: bool = True) -> dict:
+    """The whole study: ``prepare``, ``run`` and ``aggregate``, then ``study.json`` (resumable at every stage)."""
+    started = time.perf_counter()
+    out = prepare_study(profile_name, out, cohort, jobs, progress)
+    record = run_grid(out, jobs, progress)
+    if record["finished"]:
+        aggregate_study(out)
+    plan = json.loads((out / "plan.json").read_text())
+    record = {"profile": load_profile(out / "profile.yaml").name, "cohort": plan["cohort"], **record,
+              "planned_runs": plan["runs"], "wall_seconds": time.perf_counter() - started,
+              "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
+    (out / "study.json").write_text(json.dumps(record, indent=1))
     return record

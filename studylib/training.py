@@ -6,7 +6,7 @@ import csv
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -275,8 +275,3 @@ def _write_log(log: list[dict], path: Path) -> None:
         writer.writeheader()
         writer.writerows(log)
     os.replace(tmp, path)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    """JSON-friendly view of a training configuration."""
-    return asdict(config)

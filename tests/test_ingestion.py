@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from studylib.cache import cache_patient
 from studylib.cohort import CohortError, init_cohort, load_cohort
 from studylib.imageio import ImageReadError, read_image
 from studylib.preprocessing import (
     PreprocessConfig,
     bone_window,
-    cache_patient,
     load_patient_on_ct,
     min_max,
     normalise_pet,
@@ -206,3 +206,18 @@ def test_suv_decay_uses_full_date_times_across_midnight():
     radio.RadiopharmaceuticalStartDateTime = "20260102013000"  # after the scan
     with pytest.raises(ImageReadError, match="precedes"):
         suv_factor(ds)
+
+
+def test_non_square_slices_keep_their_aspect():
+    """A real crop (e.g. 5 cm around a tumour, not square) is padded, not stretched, and restored exactly."""
+    yy, xx = np.mgrid[0:60, 0:120]
+    disk = ((yy - 30) ** 2 + (xx - 60) ** 2 < 20**2).astype(np.uint8)[None]
+    small = resize_slices(disk, 64, is_mask=True)
+    ys, xs = np.nonzero(small[0])
+    assert abs((ys.max() - ys.min()) - (xs.max() - xs.min())) <= 1  # still round
+    back = restore_slices(small.astype(np.float32), (60, 120)) >= 0.5
+    assert back.shape == (1, 60, 120)
+    assert (back[0] & disk[0].astype(bool)).sum() / disk.sum() > 0.9
+    stretched = resize_slices(disk, 64, is_mask=True, fit="stretch")
+    ys, xs = np.nonzero(stretched[0])
+    assert (ys.max() - ys.min()) > 1.5 * (xs.max() - xs.min())

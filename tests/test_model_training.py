@@ -64,8 +64,9 @@ def _tiny_data(seed=0):
 
 
 def test_tiny_model_overfits_four_synthetic_slices(tmp_path, quick_cohort):
+    from studylib.cache import cache_patient
     from studylib.cohort import load_cohort
-    from studylib.preprocessing import PreprocessConfig, cache_patient
+    from studylib.preprocessing import PreprocessConfig
 
     cached = cache_patient(load_cohort(quick_cohort).patient("P000"), PreprocessConfig(image_size=96, registration="none"),
                            tmp_path / "cache")

@@ -193,3 +193,14 @@ def test_reviewer_reruns_one_run(tiny_study, tmp_path):
     table = rerun(copy, tmp_path / "rr2" / "runs" / run.name)
     assert not matched(table)
     assert not table.set_index("file").loc["best.pt", "identical"]
+
+
+@pytest.mark.slow
+def test_stage_commands_resume_a_finished_study(tiny_study, capsys):
+    from studylib.cli import main
+
+    out, _ = tiny_study
+    assert main(["run", "--results", str(out), "--jobs", "1"]) == 0
+    assert '"skipped_as_done": 12' in capsys.readouterr().out
+    assert main(["aggregate", "--results", str(out)]) == 0
+    assert (out / "aggregate" / "convergence.csv").exists() and (out / "aggregate" / "regions.csv").exists()

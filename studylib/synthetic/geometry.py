@@ -98,7 +98,3 @@ def distance_mm(mask: np.ndarray, spacing_zyx, reach_mm: float) -> np.ndarray:
     out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx)
     return out
 
-
-def within_mm(mask: np.ndarray, spacing_zyx, reach_mm: float) -> np.ndarray:
-    """Voxels within ``reach_mm`` of ``mask`` (the mask included)."""
-    return distance_mm(mask, spacing_zyx, reach_mm) <= reach_mm
