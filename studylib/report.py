@@ -38,20 +38,42 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
     """
     if index:
         df = df.reset_index()
-    cols = [escape_markdown(str(c)) for c in df.columns]
-    rows = [[escape_markdown(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]
+    cols = [escape_markdown(str(c).replace("_", " ")) for c in df.columns]
+    rows = [[breakable(escape_markdown(f"{v:.4g}" if isinstance(v, float) else str(v))) for v in row]
             for row in df.itertuples(index=False)]
     widths = []
     for j, col in enumerate(cols):
-        longest_word = max([len(w) for w in col.split()] + [len(w) for r in rows for w in r[j].split()] + [3])
+        words = col.split() + [w for r in rows for w in re.split(r"[\s\u200b]+", r[j])]
+        longest_word = max([len(w) for w in words] + [3])
         longest_cell = max([len(col)] + [len(r[j]) for r in rows])
-        widths.append(max(longest_word, min(longest_cell, 40)))
+        widths.append(max(longest_word, min(longest_cell, 30)) + 4)  # + cell padding
     # a narrow table keeps pandoc's natural widths; a wide one gets relative widths (the line exceeds 72 columns)
-    wide = sum(widths) + 3 * len(widths) > 72
+    wide = sum(widths) > 72
     scale = max(1.0, 100 / sum(widths)) if wide else 1.0
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("-" * max(3, round(w * scale)) for w in widths) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def breakable(text: str) -> str:
+    """Allow line breaks after '_' and ';' in long identifiers (a zero-width space), so narrow cells wrap."""
+    if "](" in text or "`" in text:
+        return text
+    return re.sub(r"(_|;)(?=\w)", "\\1\u200b", text)
+
+
+def intro_of(text: str) -> str:
+    """The prose before the first table of a section's Markdown (printed outside the table's float)."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    return "\n".join(lines[:first]).strip() + "\n"
+
+
+def table_of(text: str) -> str:
+    """The tables of a section's Markdown, without the prose before the first one."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    return "\n".join(lines[first:]) + "\n"
 
 
 def escape_markdown(text: str) -> str:
@@ -371,7 +393,7 @@ def table2_markdown(ctx: ReportContext) -> str:
             reported = paper.get((model.removeprefix("model "), gt.removeprefix("GT ")))
             if reported is not None:
                 text.loc[model, gt] = f"{text.loc[model, gt]} [{reported.text()}]"
-    return markdown_table(text, index=True) + "\n" + ceiling_sentence(ctx)
+    return markdown_table(text, index=True)
 
 
 def ceiling_sentence(ctx: ReportContext) -> str:
@@ -396,7 +418,7 @@ def claims_markdown(ctx: ReportContext) -> str:
     for column in ("first_mean", "second_mean", "mean_difference"):
         t[column] = t[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     t["rank_biserial"] = t["rank_biserial"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-    t["p_holm"] = t["p_holm"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    t["p_holm"] = t["p_holm"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
     t["n_patients"] = t["n_patients"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     shown = t[["comparison", "n_patients", "first_mean", "second_mean", "rank_biserial", "p_holm", "verdict", "reason"]]
     shown = shown.rename(columns={"n_patients": "n", "first_mean": "first", "second_mean": "second",
