@@ -19,11 +19,12 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
                    device: str | torch.device = "cpu") -> torch.Tensor:
     """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S)."""
     device = torch.device(device)
-    model = model.to(device).eval()
+    model = model.to(device, memory_format=torch.channels_last).eval()
     out = []
     autocast = device.type == "cuda"
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size][:, channel_index])).to(device).float()
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(x)
         out.append(torch.sigmoid(logits.float())[:, 0].cpu())

@@ -192,7 +192,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
     use_cuda = device.type == "cuda"
     autocast = use_cuda and config.bf16
     model = model.to(device)
-    if use_cuda and config.channels_last:
+    if config.channels_last:  # faster on CUDA and on CPU (oneDNN): 95 -> 70 ms per quick-profile step on one core
         model = model.to(memory_format=torch.channels_last)
     if use_cuda:
         # all slices of a fold fit in GPU memory: no data-loader round trips
@@ -230,7 +230,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
             if not use_cuda:
                 x, y = x.to(device), y.to(device)
             x, y = augment_batch(x, y, config.augment, generator)
-            if use_cuda and config.channels_last:
+            if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(x)
