@@ -204,3 +204,18 @@ def test_stage_commands_resume_a_finished_study(tiny_study, capsys):
     assert '"skipped_as_done": 12' in capsys.readouterr().out
     assert main(["aggregate", "--results", str(out)]) == 0
     assert (out / "aggregate" / "convergence.csv").exists() and (out / "aggregate" / "regions.csv").exists()
+
+
+@pytest.mark.slow
+def test_cohort_and_aggregate_notebooks_run_with_their_defaults(tiny_study, tmp_path):
+    """Notebooks 01 and 03, as committed, complete against a finished study at their default location."""
+    import subprocess
+    import sys
+
+    out, _ = tiny_study
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quick").symlink_to(out)
+    for name in ("01_cohort.ipynb", "03_aggregate.ipynb"):
+        subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / name), str(tmp_path / name),
+                        "--kernel", "python3"], cwd=tmp_path, check=True, capture_output=True)
+        assert nbformat.read(tmp_path / name, as_version=4).cells
