@@ -31,3 +31,14 @@ class HybridLoss(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits, target)
         dice = soft_dice_loss(torch.sigmoid(logits), target, self.eps)
         return self.dice_weight * dice + (1 - self.dice_weight) * bce
+
+
+def hybrid_loss_from_sums(intersection: float, prob_sum: float, target_sum: float, bce_sum: float, pixels: int,
+                          dice_weight: float = 0.5, eps: float = 1.0) -> float:
+    """The hybrid loss of a whole volume from sums accumulated over its slices (eqs. 1-3 over the volume).
+
+    Summing first makes the validation loss independent of how the volume's slices are batched: a batch of
+    lesion-free slices must not reward an empty prediction with a Dice loss of 0.
+    """
+    dice = 1 - (2 * intersection + eps) / (prob_sum + target_sum + eps)
+    return dice_weight * dice + (1 - dice_weight) * bce_sum / max(pixels, 1)

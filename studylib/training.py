@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .augmentation import AugmentConfig, augment_batch
-from .losses import HybridLoss
+from .losses import HybridLoss, hybrid_loss_from_sums
 
 
 class CheckpointError(RuntimeError):
@@ -111,29 +112,37 @@ Volume = tuple[torch.Tensor, torch.Tensor]  # every axial slice of one patient: 
 
 
 @torch.no_grad()
-def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: nn.Module, batch_size: int,
+def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: HybridLoss, batch_size: int,
                      device: torch.device, autocast: bool) -> tuple[float, float]:
-    """Validation as the test is done: (hybrid loss over every slice, mean per-patient 3D Dice at 0.5).
+    """Validation as the test is done: (mean per-patient hybrid loss, mean per-patient 3D Dice at 0.5).
 
-    Every slice of each validation volume counts, lesion-free ones included, and Dice is computed per
-    patient over the whole restacked volume (both empty: 1), then averaged over patients.
+    Every slice of each validation volume counts, lesion-free ones included. Both the loss and the Dice are
+    computed per patient over the whole restacked volume (Dice: both empty gives 1), then averaged over patients.
     """
     model.eval()
-    loss_sum, n_slices, dices = 0.0, 0, []
+    losses, dices = [], []
     for images, masks in volumes:
-        inter = total = 0.0
+        inter = total = soft_inter = prob_sum = target_sum = bce_sum = 0.0
         for idx in _batches(len(images), batch_size * 4, None):
             x = images[idx.to(images.device)].to(device, non_blocking=True).float()
             y = masks[idx.to(masks.device)].to(device, non_blocking=True).float()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(x)
-            loss_sum += float(loss_fn(logits, y)) * len(idx)
-            pred = logits.float() > 0
+            logits = logits.float()
+            probs = torch.sigmoid(logits)
+            soft_inter += float((probs * y).sum())
+            prob_sum += float(probs.sum())
+            target_sum += float(y.sum())
+            bce_sum += float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+            pred = logits > 0
             inter += float((pred & (y > 0.5)).sum())
             total += float(pred.sum() + (y > 0.5).sum())
-        n_slices += len(images)
+        losses.append(hybrid_loss_from_sums(soft_inter, prob_sum, target_sum, bce_sum, masks.numel(),
+                                            loss_fn.dice_weight, loss_fn.eps))
         dices.append(1.0 if total == 0 else 2 * inter / total)
-    return loss_sum / max(n_slices, 1), float(np.mean(dices)) if dices else float("nan")
+    if not volumes:
+        return float("nan"), float("nan")
+    return float(np.mean(losses)), float(np.mean(dices))
 
 
 def convergence(log: list[dict], monitor: str = "val_loss", stopped_early: bool = False) -> dict:

@@ -157,3 +157,21 @@ def test_validation_counts_every_slice_of_each_volume():
     x = torch.zeros(4, 2, 8, 8)
     _, dice = evaluate_volumes(AllPositive(), [(x, y)], HybridLoss(0.5), 2, torch.device("cpu"), False)
     assert dice == pytest.approx(2 * 16 / (256 + 16))  # the lesion-free slices' false positives count
+
+
+def test_validation_loss_does_not_depend_on_batching():
+    """An empty prediction must not win on lesion-free batches: the loss is taken over the whole volume."""
+    from studylib.losses import HybridLoss
+    from studylib.training import evaluate_volumes
+
+    class Empty(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x), 1, *x.shape[-2:]), -10.0)
+
+    y = torch.zeros(8, 1, 8, 8)
+    y[0, 0, :4, :4] = 1
+    x = torch.zeros(8, 2, 8, 8)
+    small, _ = evaluate_volumes(Empty(), [(x, y)], HybridLoss(0.5), 1, torch.device("cpu"), False)
+    large, _ = evaluate_volumes(Empty(), [(x, y)], HybridLoss(0.5), 8, torch.device("cpu"), False)
+    assert small == pytest.approx(large)
+    assert small > 0.45  # the Dice half of the loss is ~1 for an empty prediction of a non-empty volume
