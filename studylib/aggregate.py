@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .figures import distribution_figure, heatmap_figure, save_figure, training_curves_figure
 from .modalities import MODALITY_NAMES, MODALITY_ORDER
@@ -15,6 +17,11 @@ from .statistics import mean_sd_text, paired_comparisons, summarise, summary_tab
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
+
+
+def saved(fig: Figure, path: Path, formats: Sequence[str], results: Path) -> list[str]:
+    """Save ``fig`` in ``formats`` and return the files' paths relative to the results folder."""
+    return [os.path.relpath(p, results) for p in save_figure(fig, path, formats)]
 
 
 def planned_runs(results: str | os.PathLike) -> list[Path]:
@@ -219,7 +226,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         if len(sub):
             order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
             fig = distribution_figure(sub, "dsc", "modality", order=order, title=f"3D DSC per patient, trained and tested on {label}")
-            written["figures"][f"dsc_by_modality_{label}"] = [os.path.relpath(p, results) for p in save_figure(fig, out / f"dsc_by_modality_{label}", figure_formats)]
+            written["figures"][f"dsc_by_modality_{label}"] = saved(fig, out / f"dsc_by_modality_{label}", figure_formats, results)
     if "dual" in set(pp.modality) and len(labels) > 1:
         text, mean, sd = table2(pp)
         text.to_csv(out / "table2.csv")
@@ -227,16 +234,16 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         sd.to_csv(out / "table2_sd.csv")
         model_tests(pp).to_csv(out / "table2_tests.csv", index=False)
         fig = heatmap_figure(mean, sd, "Cross-evaluation, dual input (3D DSC %)")
-        written["figures"]["table2_heatmap"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "table2_heatmap", figure_formats)]
+        written["figures"]["table2_heatmap"] = saved(fig, out / "table2_heatmap", figure_formats, results)
         dual = pp[pp.modality == "dual"]
         fig = distribution_figure(dual, "dsc", "ground_truth", hue="train_label", title="3D DSC per patient by model and ground truth")
-        written["figures"]["dsc_by_model"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "dsc_by_model", figure_formats)]
+        written["figures"]["dsc_by_model"] = saved(fig, out / "dsc_by_model", figure_formats, results)
     logs = {}
     for log in sorted(results.glob("runs/*__fold0__seed*/training_log.csv")):
         logs[log.parent.name.split("__fold")[0]] = pd.read_csv(log)
     if logs:
         fig = training_curves_figure(logs, "Training curves (fold 0)")
-        written["figures"]["training_curves"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "training_curves", figure_formats)]
+        written["figures"]["training_curves"] = saved(fig, out / "training_curves", figure_formats, results)
     localisation_table(pp).to_csv(out / "localisation.csv", index=False)
     if "pred_on_lesion_side" in pp:
         own = pp[pp.train_label == pp.ground_truth]
@@ -309,13 +316,13 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     written = {"patient": pid}
     gts = {k: labels[k] for k in preds if k in labels}
     fig = overlay_figure(ct_arr, pet_on_ct, gts, preds, title=f"{pid} ({record.read_meta().get('implant') or 'no implant'})")
-    written["figure2"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "figure2_overlay", figure_formats)]
+    written["figure2"] = saved(fig, out / "figure2_overlay", figure_formats, results)
     if "label_a" in preds and "label_b" in preds:
         fig = model_comparison_figure(ct_arr, pet_on_ct, preds["label_a"], preds["label_b"], title=pid)
-        written["figure3"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "figure3_models", figure_formats)]
+        written["figure3"] = saved(fig, out / "figure3_models", figure_formats, results)
     identity = sitk.GetArrayFromImage(resample_to(pet, ct))
     z = int(np.argmax(next(iter(gts.values())).reshape(ct_arr.shape[0], -1).sum(1))) if gts else ct_arr.shape[0] // 2
     fig = registration_qa_figure(ct_arr, identity, pet_on_ct, z, f"{pid}: PET on CT before/after registration")
-    written["registration_qa"] = [os.path.relpath(p, results) for p in save_figure(fig, out / "registration_qa", figure_formats)]
+    written["registration_qa"] = saved(fig, out / "registration_qa", figure_formats, results)
     (out / "figures.json").write_text(json.dumps(written, indent=1))
     return written

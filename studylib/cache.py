@@ -71,6 +71,11 @@ class CachedPatient:
         """The CT grid of the patient."""
         return CTGeometry.from_meta(self.meta)
 
+    @property
+    def fit(self) -> str:
+        """How non-square slices were fitted to the network's size (caches before 'fit' existed stretched)."""
+        return self.meta.get("fit", "stretch")
+
     def channel_index(self, channels: list[str]) -> list[int]:
         """Positions of the named channels in ``images``."""
         missing = [c for c in channels if c not in self.channel_names]
@@ -85,11 +90,8 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
     key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 3}
     meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            return CachedPatient(record.patient_id, np.load(folder / "images.npy", mmap_mode="r"),
-                                 np.load(folder / "labels.npy", mmap_mode="r"), meta["channels"], meta["labels"], meta)
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
+        return load_cached(cache_dir, record.patient_id)
     patient = load_patient_on_ct(record, config.registration, seed)
     body = body_mask(patient.channels["ct"])
     norm = normalise_channels(patient, config, body)

@@ -62,18 +62,20 @@ def breakable(text: str) -> str:
     return re.sub(r"(_|;)(?=\w)", "\\1\u200b", text)
 
 
+def _first_table_line(lines: list[str]) -> int:
+    return next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+
+
 def intro_of(text: str) -> str:
     """The prose before the first table of a section's Markdown (printed outside the table's float)."""
     lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
-    return "\n".join(lines[:first]).strip() + "\n"
+    return "\n".join(lines[:_first_table_line(lines)]).strip() + "\n"
 
 
 def table_of(text: str) -> str:
     """The tables of a section's Markdown, without the prose before the first one."""
     lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
-    return "\n".join(lines[first:]) + "\n"
+    return "\n".join(lines[_first_table_line(lines):]) + "\n"
 
 
 def escape_markdown(text: str) -> str:

@@ -246,7 +246,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
-                                   fit=cached.meta.get("fit", "stretch"))
+                                   fit=cached.fit)
         write_prediction(probs, geometry, pred_dir, pid)
         labels, body = load_native(cache_dir, pid)
         for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
@@ -259,7 +259,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         "params": params.identity(), "run_id": params.run_id, "profile": profile.name,
         "n_train_slices": int(len(tx)), "train_slices_digest": slices_digest(selection),
         "n_val_slices": int(sum(len(x) for x, _ in val)), "n_parameters": count_parameters(model),
-        "epochs_planned": train.epochs_for(len(tx)), "steps_per_epoch": -(-len(tx) // train.batch_size),
+        "epochs_planned": train.epochs_for(len(tx)), "steps_per_epoch": train.steps_per_epoch(len(tx)),
         "threads": params.threads, "background_fraction": params.background_fraction,
         "monitor": train.monitor, "best_epoch": result.best_epoch, "best_score": result.best_score,
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,

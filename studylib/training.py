@@ -43,12 +43,15 @@ class TrainConfig:
     monitor: str = "val_loss"  # what early stopping and best.pt follow: "val_loss" or "val_dice" (3D, per volume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimiser steps in one epoch over ``n_train`` training slices (the last batch may be short)."""
+        return max(1, -(-n_train // self.batch_size))
+
     def epochs_for(self, n_train: int) -> int:
         """Epochs to run for ``n_train`` training slices (from the step budget when one is set)."""
         if not self.steps:
             return self.epochs
-        per_epoch = max(1, -(-n_train // self.batch_size))
-        return max(1, -(-self.steps // per_epoch))
+        return max(1, -(-self.steps // self.steps_per_epoch(n_train)))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -164,12 +167,11 @@ def convergence(log: list[dict], monitor: str = "val_loss", stopped_early: bool 
     head_mean, tail_mean = float(train[n - 2 * tail:n - tail].mean()), float(train[n - tail:].mean())
     drop = (head_mean - tail_mean) / max(abs(head_mean), 1e-12)
     values = np.array([r[monitor] for r in log])
-    if monitor == "val_dice":
+    if monitor == "val_dice":  # absolute gain in Dice
         gain = float(values[n - tail:].max() - values[:n - tail].max())
-        plateau = gain <= 0.01
-    else:
+    else:  # relative gain in loss
         gain = float((values[:n - tail].min() - values[n - tail:].min()) / max(abs(values[:n - tail].min()), 1e-12))
-        plateau = gain <= 0.01
+    plateau = gain <= 0.01
     flat = drop < 0.05
     converged = bool(stopped_early or (flat and plateau))
     reason = "converged" if converged else ", ".join(
