@@ -22,13 +22,17 @@ class AugmentConfig:
 
 
 def random_affine_matrices(n: int, config: AugmentConfig, generator: torch.Generator, device) -> torch.Tensor:
-    """(n, 2, 3) matrices in normalised coordinates combining flips, rotation, scale, shear, translation."""
+    """(n, 2, 3) matrices in normalised coordinates combining flips, rotation, scale, shear, translation.
+
+    Drawn on the generator's device (a CUDA generator keeps the draw on the GPU: no host round trip).
+    """
+    on = generator.device
 
     def uniform(lo, hi):
-        return torch.rand(n, generator=generator) * (hi - lo) + lo
+        return torch.rand(n, generator=generator, device=on) * (hi - lo) + lo
 
-    flip_x = torch.where(torch.rand(n, generator=generator) < config.flip_p, -1.0, 1.0)
-    flip_y = torch.where(torch.rand(n, generator=generator) < config.flip_p, -1.0, 1.0)
+    flip_x = torch.where(torch.rand(n, generator=generator, device=on) < config.flip_p, -1.0, 1.0)
+    flip_y = torch.where(torch.rand(n, generator=generator, device=on) < config.flip_p, -1.0, 1.0)
     angle = uniform(-config.rotation_deg, config.rotation_deg) * math.pi / 180
     scale = uniform(1 - config.scale, 1 + config.scale)
     shear = uniform(-config.shear_deg, config.shear_deg) * math.pi / 180
@@ -36,8 +40,8 @@ def random_affine_matrices(n: int, config: AugmentConfig, generator: torch.Gener
     ty = uniform(-config.translation, config.translation) * 2
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-    shear_m = torch.stack([torch.stack([torch.ones(n), torch.tan(shear)], -1),
-                           torch.stack([torch.zeros(n), torch.ones(n)], -1)], -2)
+    one, zero = torch.ones(n, device=on), torch.zeros(n, device=on)
+    shear_m = torch.stack([torch.stack([one, torch.tan(shear)], -1), torch.stack([zero, one], -1)], -2)
     flip = torch.diag_embed(torch.stack([flip_x, flip_y], -1))
     linear = rot @ shear_m @ flip / scale[:, None, None]
     theta = torch.cat([linear, torch.stack([tx, ty], -1)[..., None]], dim=-1)

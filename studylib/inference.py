@@ -12,16 +12,20 @@ from torch import nn
 
 from .imageio import image_from_array, write_image
 from .preprocessing import restore_slices
+from .training import bf16_autocast
 
 
 @torch.no_grad()
 def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int], batch_size: int = 32,
-                   device: str | torch.device = "cpu") -> torch.Tensor:
-    """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S)."""
+                   device: str | torch.device = "cpu", bf16: bool = True) -> torch.Tensor:
+    """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S).
+
+    ``bf16`` follows the trainer's setting (``TrainConfig.bf16``), so the test sees the precision validation saw.
+    """
     device = torch.device(device)
     model = model.to(device, memory_format=torch.channels_last).eval()
     out = []
-    autocast = device.type == "cuda"
+    autocast = bf16_autocast(device, bf16)
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size][:, channel_index])).to(device).float()
         x = x.contiguous(memory_format=torch.channels_last)
@@ -32,9 +36,9 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
 
 
 def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: dict,
-                       batch_size: int = 32, device="cpu", fit: str = "pad") -> np.ndarray:
+                       batch_size: int = 32, device="cpu", fit: str = "pad", bf16: bool = True) -> np.ndarray:
     """3D probability map on the CT grid (z, y, x) from a cached patient's slices (``fit`` as they were cached)."""
-    probs = predict_slices(model, images, channel_index, batch_size, device)
+    probs = predict_slices(model, images, channel_index, batch_size, device, bf16)
     size_x, size_y = ct_geometry["size"][0], ct_geometry["size"][1]
     return restore_slices(probs, (size_y, size_x), fit).astype(np.float32)
 

@@ -35,7 +35,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
-                                   fit=cached.fit)
+                                   fit=cached.fit, bf16=profile.train.bf16)
         write_prediction(probs, geometry, out / "predictions", pid, save_probabilities=save_probabilities)
         labels, body = load_native(cache_dir, pid)
         if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
