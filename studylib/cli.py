@@ -68,10 +68,24 @@ def _prepare(args) -> int:
     return 0
 
 
+def _executor(args):
+    from .executors import make_executor
+
+    return make_executor(args.executor, args.jobs, args.ray_address, args.threads, args.runs_per_gpu)
+
+
+def _add_executor_options(p) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where runs execute: local worker processes (default) or an existing Ray cluster")
+    p.add_argument("--ray-address", help="Ray cluster address host:port (default: auto, on a cluster node)")
+    p.add_argument("--threads", type=int, help="CPU threads per run on Ray (local: cores / jobs)")
+    p.add_argument("--runs-per-gpu", type=int, default=4, help="Ray: runs that share one GPU (default 4)")
+
+
 def _run(args) -> int:
     from .study import run_grid
 
-    record = run_grid(args.results, args.jobs)
+    record = run_grid(args.results, args.jobs, executor=_executor(args))
     print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done")}, indent=1))
     return 1 if record["failed"] else 0
 
@@ -87,7 +101,7 @@ def _aggregate(args) -> int:
 def _study(args) -> int:
     from .study import run_study
 
-    record = run_study(args.profile, args.out, args.cohort, args.jobs)
+    record = run_study(args.profile, args.out, args.cohort, args.jobs, executor=_executor(args))
     print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done", "wall_seconds")}, indent=1))
     return 1 if record["failed"] else 0
 
@@ -169,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="stage 2: every planned run of a prepared results folder (resumable)")
     p.add_argument("--results", required=True)
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="local runs at once (they share the GPU if there is one)")
+    _add_executor_options(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("aggregate", help="stage 3: tables, tests and figures of the finished runs")
@@ -180,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="quick")
     p.add_argument("--cohort", help="cohort.json (default: the profile's synthetic cohort)")
     p.add_argument("--out", default="results/quick")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="local runs at once (they share the GPU if there is one)")
+    _add_executor_options(p)
     p.set_defaults(func=_study)
 
     p = sub.add_parser("predict", help="apply a trained run's model to a cohort or patient")

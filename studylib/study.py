@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,13 +20,14 @@ from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a no
 from .cache import cache_patient, load_cached, load_native, select_training_slices
 from .cohort import Cohort, load_cohort
 from .config import Profile, load_profile, write_profile_snapshot
+from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV, Executor, LocalExecutor
 from .inference import probability_volume, write_prediction
 from .metrics import agreement, patient_metrics
 from .modalities import MODALITY_CHANNELS
 from .models import build_model, count_parameters
 from .parallel import map_in_processes
 from .splits import load_or_make_splits
-from .training import convergence, load_checkpoint, resolve_device, train_model
+from .training import bf16_autocast, convergence, load_checkpoint, resolve_device, train_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -246,7 +246,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
-                                   fit=cached.fit)
+                                   fit=cached.fit, bf16=train.bf16)
         write_prediction(probs, geometry, pred_dir, pid)
         labels, body = load_native(cache_dir, pid)
         for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
@@ -270,6 +270,10 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
                                    "fp_volume_ml", "fn_volume_ml", "lesion_f1")}
                     for gt, g in full.groupby("ground_truth")},
         "environment": environment_record(),
+        # how it was executed: by which executor, and how many runs shared its GPU (0: no GPU)
+        "execution": {"executor": os.environ.get(EXECUTOR_ENV, "in-process"),
+                      "runs_per_gpu": int(os.environ.get(RUNS_PER_GPU_ENV, "0")) if device.type == "cuda" else 0,
+                      "bf16": bool(bf16_autocast(device, train.bf16))},
         "wall_seconds": time.perf_counter() - started,
     }
     tmp = run_dir / ".summary.json.tmp"
@@ -375,34 +379,22 @@ def planned_params(out: Path, threads: int | None) -> list[RunParams]:
     return plan_runs(profile, cohort_obj, out, out / "cache", out / "splits.json", threads)
 
 
-def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True) -> dict:
-    """Stage 2 (``run``): every planned run not finished yet, as papermill notebooks; failures are recorded."""
+def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True, executor: Executor | None = None) -> dict:
+    """Stage 2 (``run``): every planned run not finished yet, as papermill notebooks; failures are recorded.
+
+    ``executor`` decides where the runs execute (default: ``jobs`` local worker processes).
+    """
     out = Path(out).resolve()
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    runs = planned_params(out, threads)
+    executor = executor or LocalExecutor(jobs)
+    runs = planned_params(out, executor.threads)
     todo = [r for r in runs if not run_is_finished(r)]
     failures = []
-    gpus = torch.cuda.device_count()
-
-    def launch(slot_params):
-        slot, params = slot_params
-        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        if gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-        execute_notebook_run(params, env)
-        return params
-
-    with ThreadPoolExecutor(max(jobs, 1)) as pool, tqdm(total=len(runs), initial=len(runs) - len(todo),
-                                                        desc="study runs", disable=not progress) as bar:
-        futures = {pool.submit(launch, (i, r)): r for i, r in enumerate(todo)}
-        for fut in as_completed(futures):
-            params = futures[fut]
-            try:
-                fut.result()
-            except Exception as err:  # one failing run must not lose the others
-                failures.append({"run_id": params.run_id, "error": str(err),
+    with tqdm(total=len(runs), initial=len(runs) - len(todo), desc="study runs", disable=not progress) as bar:
+        for params, error in executor.execute(todo, execute_notebook_run) if todo else ():
+            if error is not None:  # one failing run must not lose the others
+                failures.append({"run_id": params.run_id, "error": str(error),
                                  "log": os.path.relpath(Path(params.run_dir) / "run.log", out),
-                                 "traceback": traceback.format_exc(limit=2)})
+                                 "traceback": "".join(traceback.format_exception(error, limit=2))})
             bar.update(1)
             bar.set_postfix(failed=len(failures))
     (out / "failures.json").write_text(json.dumps(failures, indent=1))
@@ -410,7 +402,7 @@ def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True) -> di
         for f in failures:
             print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
     return {"runs": len(runs), "finished": sum(run_is_finished(r) for r in runs), "skipped_as_done": len(runs) - len(todo),
-            "failed": failures}
+            "failed": failures, "execution": executor.record()}
 
 
 def aggregate_study(out: str | os.PathLike) -> None:
@@ -421,11 +413,11 @@ def aggregate_study(out: str | os.PathLike) -> None:
 
 
 def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
-              progress: bool = True) -> dict:
+              progress: bool = True, executor: Executor | None = None) -> dict:
     """The whole study: ``prepare``, ``run`` and ``aggregate``, then ``study.json`` (resumable at every stage)."""
     started = time.perf_counter()
     out = prepare_study(profile_name, out, cohort, jobs, progress)
-    record = run_grid(out, jobs, progress)
+    record = run_grid(out, jobs, progress, executor)
     if record["finished"]:
         aggregate_study(out)
     plan = json.loads((out / "plan.json").read_text())

@@ -206,6 +206,57 @@ def test_stage_commands_resume_a_finished_study(tiny_study, capsys):
     assert (out / "aggregate" / "convergence.csv").exists() and (out / "aggregate" / "regions.csv").exists()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_executor_equals_local(tiny_study, tmp_path):
+    """A Ray head on loopback re-executes two runs of the study; results equal the local executor's, byte for byte."""
+    import shutil
+    import subprocess
+    import sys
+
+    import ray
+
+    from studylib.executors import RayExecutor
+    from studylib.study import run_grid
+
+    out, _ = tiny_study
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    chosen = ["ct__label_a__fold0__seed0__bg10", "dual__label_b__fold1__seed0__bg10"]
+    for run in chosen:
+        shutil.rmtree(copy / "runs" / run)
+    threads = json.loads((out / "runs" / chosen[0] / "params.json").read_text())["threads"]
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                    "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"], check=True,
+                   capture_output=True)
+    try:
+        record = run_grid(copy, progress=False, executor=RayExecutor(f"127.0.0.1:{port}", threads=threads))
+    finally:
+        ray.shutdown()
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+    assert record["failed"] == [] and record["skipped_as_done"] == 10
+    assert record["execution"]["executor"] == "ray" and record["execution"]["runs_per_gpu"] == 0
+    for run in chosen:
+        for name in ("per_patient.csv", "training_log.csv"):
+            ours, local = pd.read_csv(copy / "runs" / run / name), pd.read_csv(out / "runs" / run / name)
+            pd.testing.assert_frame_equal(ours.drop(columns=["seconds", "images_per_s"], errors="ignore"),
+                                          local.drop(columns=["seconds", "images_per_s"], errors="ignore"))
+        assert (copy / "runs" / run / "best.pt").exists()
+        summary = json.loads((copy / "runs" / run / "summary.json").read_text())
+        assert summary["execution"]["executor"] == "ray"
+    local_summary = json.loads((out / "runs" / chosen[0] / "summary.json").read_text())
+    assert local_summary["execution"]["executor"] == "local"
+
+
 @pytest.mark.slow
 def test_cohort_and_aggregate_notebooks_run_with_their_defaults(tiny_study, tmp_path):
     """Notebooks 01 and 03, as committed, complete against a finished study at their default location."""
