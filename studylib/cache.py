@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cohort import split_label_source
 from .preprocessing import PreprocessConfig, body_mask, load_patient_on_ct, normalise_channels, resize_slices
 
 
@@ -44,7 +45,7 @@ def file_digest(paths: list[str]) -> str:
     """SHA-1 over the bytes of input files (DICOM folders: over their sorted files)."""
     h = hashlib.sha1()
     for p in paths:
-        path = Path(p.split(":", 2)[-1] if p.startswith("rtstruct:") else p)
+        path = Path(split_label_source(p)[2])
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for f in files:
             if f.is_file():

@@ -109,7 +109,8 @@ def _study(args) -> int:
 def _predict(args) -> int:
     from .predict import predict_cohort
 
-    table = predict_cohort(args.model, args.cohort, args.out, patients=args.patient, save_probabilities=args.probabilities)
+    table = predict_cohort(args.model, args.cohort, args.out, patients=args.patient, save_probabilities=args.probabilities,
+                           dicom_seg=args.dicom_seg)
     print(f"predictions written to {args.out}" + (f"; metrics in {Path(args.out) / 'metrics.csv'}" if table is not None else ""))
     return 0
 
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--patient", action="append", help="only these patients (repeatable)")
     p.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write each prediction as a DICOM SEG referencing the patient's CT series (DICOM input)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("report", help="render the report from a results folder")

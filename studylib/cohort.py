@@ -14,8 +14,8 @@ A cohort is described by a ``cohort.json`` (patient-centred, like nnU-Net's ``da
       }
     }
 
-Images may be NIfTI files or DICOM series folders; labels may be NIfTI masks or DICOM RTSTRUCT files
-(``"rtstruct:ROI_NAME:path/RS.dcm"``). Patient identifiers are the dictionary keys (folder names),
+Images may be NIfTI files or DICOM series folders; labels may be NIfTI masks, an ROI of a DICOM RTSTRUCT
+(``"rtstruct:ROI_NAME:path/RS.dcm"``) or a segment of a DICOM SEG (``"seg:SEGMENT_LABEL:path/seg.dcm"``). Patient identifiers are the dictionary keys (folder names),
 never DICOM patient-identity tags.
 """
 
@@ -43,7 +43,7 @@ class PatientRecord:
     meta: Path | None = None
 
     def label_path(self, name: str) -> str:
-        """The label source (a path, or ``rtstruct:ROI:path``) of label ``name``."""
+        """The label source (a path, ``rtstruct:ROI:path`` or ``seg:SEGMENT_LABEL:path``) of label ``name``."""
         if name not in self.labels:
             raise CohortError(f"patient {self.patient_id}: no label '{name}' (has {sorted(self.labels)})")
         return self.labels[name]
@@ -85,11 +85,23 @@ class Cohort:
         return all(channel in p.images for p in self.patients.values())
 
 
+LABEL_FORMS = ("rtstruct", "seg")  # label sources that name one structure inside a DICOM object
+
+
+def split_label_source(entry: str) -> tuple[str | None, str | None, str]:
+    """``(form, structure, path)`` of a label source: ``("rtstruct", ROI, path)``, ``("seg", SEGMENT, path)``
+    or ``(None, None, path)`` for a mask file."""
+    form = entry.split(":", 1)[0]
+    if form in LABEL_FORMS and entry.count(":") >= 2:
+        _, structure, path = entry.split(":", 2)
+        return form, structure, path
+    return None, None, entry
+
+
 def _resolve(root: Path, entry: str) -> str:
-    if entry.startswith("rtstruct:"):
-        _, roi, rel = entry.split(":", 2)
-        return f"rtstruct:{roi}:{(root / rel).resolve()}"
-    return str((root / entry).resolve())
+    form, structure, rel = split_label_source(entry)
+    path = str((root / rel).resolve())
+    return f"{form}:{structure}:{path}" if form else path
 
 
 def load_cohort(path: str | os.PathLike) -> Cohort:

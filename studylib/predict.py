@@ -5,21 +5,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .cache import cache_patient, load_cached, load_native
-from .cohort import load_cohort
+from .cohort import CohortError, load_cohort
 from .config import load_profile
+from .dicom import choose_series
 from .inference import probability_volume, write_prediction
 from .modalities import MODALITY_CHANNELS
 from .models import build_model
+from .seg import write_seg
 from .study import RunParams, evaluate_patient
 from .training import load_checkpoint, resolve_device
 
 
+def package_version() -> str:
+    """The installed petct-study version (recorded in DICOM objects it writes)."""
+    import importlib.metadata as md
+
+    try:
+        return md.version("petct-study")
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
 def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out: str | os.PathLike,
-                   patients: list[str] | None = None, save_probabilities: bool = False) -> pd.DataFrame | None:
-    """Predict every (or the listed) patient; write NIfTI masks on the CT grid and, where labels exist, metrics."""
+                   patients: list[str] | None = None, save_probabilities: bool = False,
+                   dicom_seg: bool = False) -> pd.DataFrame | None:
+    """Predict every (or the listed) patient; write NIfTI masks on the CT grid and, where labels exist, metrics.
+
+    ``dicom_seg`` also writes each prediction as ``predictions/<id>.seg.dcm``, a DICOM SEG that references the
+    patient's CT series (the CT must be a DICOM folder); its segment is named after the run's training label.
+    """
     model_dir, out = Path(model_dir), Path(out)
     params = RunParams.from_record(model_dir / "params.json")
     profile = load_profile(params.profile)
@@ -29,14 +47,25 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
     cohort_obj = load_cohort(cohort)
     cache_dir = out / "cache"
     device = resolve_device(profile.train.device)
+    chosen = patients or cohort_obj.patient_ids
+    if dicom_seg:
+        not_dicom = [pid for pid in chosen if not Path(cohort_obj.patient(pid).images["ct"]).is_dir()]
+        if not_dicom:
+            raise CohortError(f"a DICOM SEG references a DICOM CT series, but the CT of {', '.join(not_dicom)} is "
+                              f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
     rows = []
-    for pid in patients or cohort_obj.patient_ids:
+    for pid in chosen:
         cache_patient(cohort_obj.patient(pid), profile.preprocess, cache_dir)
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
                                    fit=cached.fit, bf16=profile.train.bf16)
         write_prediction(probs, geometry, out / "predictions", pid, save_probabilities=save_probabilities)
+        if dicom_seg:
+            ct_files = choose_series(cohort_obj.patient(pid).images["ct"], "CT", pid)
+            write_seg((probs >= 0.5).astype(np.uint8), ct_files, out / "predictions" / f"{pid}.seg.dcm",
+                      segment_label=params.label, algorithm=f"petct-study {params.modality} {params.label}",
+                      version=package_version())
         labels, body = load_native(cache_dir, pid)
         if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
             for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,

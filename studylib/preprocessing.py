@@ -9,7 +9,8 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from .imageio import ImageReadError, check_binary_mask, check_finite, read_image, same_grid
+from .cohort import split_label_source
+from .imageio import ImageReadError, check_binary_mask, check_finite, image_from_array, read_image, same_grid
 from .registration import RegistrationResult, register_pet_to_ct, resample_to
 
 EPSILON = 1e-8
@@ -97,12 +98,20 @@ class PatientOnCT:
 
 def _read_label(source: str, ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform, patient_id: str,
                 name: str) -> np.ndarray:
-    """A label as a uint8 array on the CT grid (NIfTI on CT or PET grid, or an RTSTRUCT ROI)."""
-    if source.startswith("rtstruct:"):
+    """A label as a uint8 array on the CT grid (a mask file or SEG segment on the CT or PET grid, an RTSTRUCT ROI)."""
+    form, structure, path = split_label_source(source)
+    if form == "rtstruct":
         from .dicom import rasterise_rtstruct
 
-        _, roi, path = source.split(":", 2)
-        return rasterise_rtstruct(path, ct, roi)
+        return rasterise_rtstruct(path, ct, structure)
+    if form == "seg":
+        from .seg import read_seg_segment
+
+        array, grid = read_seg_segment(path, structure, (ct, pet))
+        if grid == 0:
+            return array
+        mask = image_from_array(array, pet)
+        return sitk.GetArrayFromImage(resample_to(mask, ct, transform, is_mask=True))
     mask = check_binary_mask(read_image(source, patient_id), patient_id, source)
     if same_grid(mask, ct):
         return sitk.GetArrayFromImage(mask)

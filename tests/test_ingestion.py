@@ -221,3 +221,80 @@ def test_non_square_slices_keep_their_aspect():
     stretched = resize_slices(disk, 64, is_mask=True, fit="stretch")
     ys, xs = np.nonzero(stretched[0])
     assert (ys.max() - ys.min()) > 1.5 * (xs.max() - xs.min())
+
+
+def _dicom_cohort(tmp_path, labels: dict[str, str]):
+    """A cohort.json for the DICOM patient STS_002 with the given label sources."""
+    dicom = REALDATA / "dicom_STS_002"
+    spec = {"name": "sts-dicom", "root": str(dicom), "channels": {"ct": "CT", "pet": "PET"},
+            "labels": {k: k for k in labels}, "train_labels": sorted(labels),
+            "patients": {"STS_002": {"ct": "CT/image", "pet": "PET/image", "labels": labels}}}
+    path = tmp_path / "cohort.json"
+    path.write_text(json.dumps(spec))
+    return load_cohort(path)
+
+
+@needs_realdata()
+def test_dicom_seg_round_trip_on_ct_and_pet_grids(tmp_path):
+    """A SEG on the CT grid reads back to the same mask; one on the PET grid reads back as its NIfTI twin does."""
+    import pydicom
+
+    from studylib.dicom import choose_series, rasterise_rtstruct, read_dicom_series
+    from studylib.imageio import image_from_array
+    from studylib.seg import segment_labels, write_seg
+
+    dicom = REALDATA / "dicom_STS_002"
+    ct_files = choose_series(dicom / "CT" / "image", "CT")
+    ct = read_dicom_series(dicom / "CT" / "image", "CT")
+    gtv = rasterise_rtstruct(dicom / "CT" / "mask" / "RS.dcm", ct, "GTV_Mass_CT")
+    assert gtv.sum() > 1000
+    ct_seg = write_seg(gtv, ct_files, tmp_path / "ct.seg.dcm", segment_label="gtv")
+    assert segment_labels(ct_seg) == {"gtv": 1}
+    written = pydicom.dcmread(ct_seg)
+    first = pydicom.dcmread(ct_files[0])
+    assert written.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
+    assert written.PatientID == first.PatientID and written.StudyInstanceUID == first.StudyInstanceUID
+
+    pet_files = choose_series(dicom / "PET" / "image", "PT")
+    pet = read_dicom_series(dicom / "PET" / "image", "PT")
+    pet_mask = sitk.GetArrayFromImage(sitk.ReadImage(str(REALDATA / "STS_002" / "PET_mask.nii.gz"))).astype(np.uint8)
+    assert pet_mask.shape == sitk.GetArrayFromImage(pet).shape
+    pet_seg = write_seg(pet_mask, pet_files, tmp_path / "pet.seg.dcm", segment_label="gtv_pet")
+    sitk.WriteImage(image_from_array(pet_mask, pet), str(tmp_path / "pet_mask.nii.gz"))
+
+    cohort = _dicom_cohort(tmp_path, {"ct_seg": f"seg:gtv:{ct_seg}", "pet_seg": f"seg:gtv_pet:{pet_seg}",
+                                      "pet_nifti": str(tmp_path / "pet_mask.nii.gz")})
+    patient = load_patient_on_ct(cohort.patient("STS_002"), registration="none")
+    assert np.array_equal(patient.labels["ct_seg"], gtv)
+    assert patient.labels["pet_seg"].sum() > 0
+    assert np.array_equal(patient.labels["pet_seg"], patient.labels["pet_nifti"])
+
+
+@needs_realdata()
+def test_corrupt_or_foreign_seg_is_a_clear_error(tmp_path):
+    from studylib.dicom import choose_series, read_dicom_series
+    from studylib.seg import read_seg_segment, write_seg
+
+    dicom = REALDATA / "dicom_STS_002"
+    ct_files = choose_series(dicom / "CT" / "image", "CT")
+    ct = read_dicom_series(dicom / "CT" / "image", "CT")
+    mask = np.zeros(sitk.GetArrayFromImage(ct).shape, np.uint8)
+    mask[10:14, 40:60, 50:70] = 1
+    good = write_seg(mask, ct_files, tmp_path / "good.seg.dcm", segment_label="lesion")
+    back, grid = read_seg_segment(good, "lesion", (ct,))
+    assert grid == 0 and np.array_equal(back, mask)
+    with pytest.raises(ImageReadError, match=r"good\.seg\.dcm.*no segment 'tumour'.*lesion"):
+        read_seg_segment(good, "tumour", (ct,))
+    cut = tmp_path / "cut.seg.dcm"
+    cut.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match=r"cut\.seg\.dcm"):
+        read_seg_segment(cut, "lesion", (ct,))
+    with pytest.raises(ImageReadError, match=r"not a DICOM SEG.*CT|000000\.dcm.*not a DICOM SEG"):
+        read_seg_segment(ct_files[0], "lesion", (ct,))
+    text = tmp_path / "notes.dcm"
+    text.write_text("not dicom at all")
+    with pytest.raises(ImageReadError, match=r"notes\.dcm"):
+        read_seg_segment(text, "lesion", (ct,))
+    small = sitk.Image(10, 10, 5, sitk.sitkUInt8)  # a grid the SEG's frames do not lie on
+    with pytest.raises(ImageReadError, match=r"good\.seg\.dcm.*none of the given image grids"):
+        read_seg_segment(good, "lesion", (small,))
