@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .cohort import split_label_source
 from .preprocessing import PreprocessConfig, body_mask, load_patient_on_ct, normalise_channels, resize_slices
+from .targets import derived_targets
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,24 @@ class CachedPatient:
         return [self.channel_names.index(c) for c in channels]
 
 
-def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0) -> CachedPatient:
-    """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists."""
+def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0,
+                  derived: Sequence[str] = (), readers: Sequence[str] = ()) -> CachedPatient:
+    """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists.
+
+    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection of the ``readers``'
+    labels) are computed on the CT grid and cached like the other labels.
+    """
     folder = Path(cache_dir) / record.patient_id
     sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
     key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 3}
+    if derived:  # only then, so that caches without derived targets stay valid
+        key["derived"] = {"targets": list(derived), "readers": list(readers)}
     meta_path = folder / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
         return load_cached(cache_dir, record.patient_id)
     patient = load_patient_on_ct(record, config.registration, seed)
+    if derived:
+        patient.labels.update(derived_targets(patient.labels, readers, derived))
     body = body_mask(patient.channels["ct"])
     norm = normalise_channels(patient, config, body)
     channel_names = [c for c in ("ct", "pet", "mri") if c in norm]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 
 from .augmentation import AugmentConfig
 from .modalities import MODALITY_CHANNELS
-from .models import ModelConfig
+from .models import CONDITIONED, ModelConfig
 from .preprocessing import PreprocessConfig
 from .training import TrainConfig
 
@@ -26,6 +27,7 @@ class CohortSpec:
     seed: int = 0
     scale: str = "paper"
     with_mri: bool = False
+    readers: int = 2  # label_a (sensitive), label_b (specific), then reader_3, ... alternating styles
 
 
 @dataclass
@@ -35,7 +37,8 @@ class StudySpec:
     modalities: list[str] = field(default_factory=lambda: ["ct", "pet", "dual"])
     folds: int = 5
     seeds: list[int] = field(default_factory=lambda: [0])
-    labels: list[str] | None = None
+    labels: list[str] | None = None  # training targets (default: the cohort's train_labels); may name derived ones
+    readers: list[str] | None = None  # whose labels derived targets combine (default: the cohort's train_labels)
     nsd_tolerance_mm: float = 2.0
     background_fractions: list[float] = field(default_factory=lambda: [0.0])  # first: the primary setting
 
@@ -58,6 +61,27 @@ class Profile:
     def as_dict(self) -> dict:
         """JSON-friendly view."""
         return asdict(self)
+
+    def readers(self, train_labels: Sequence[str]) -> list[str]:
+        """The readers' labels that derived targets combine and a conditioned model learns the styles of
+        (``study.readers``, else the cohort's ``train_labels``)."""
+        return list(self.study.readers or train_labels)
+
+    def derived_targets(self, cohort) -> tuple[list[str], list[str]]:
+        """(derived targets the study trains on, the readers they combine) for ``cohort``."""
+        from .targets import DERIVED_TARGETS
+
+        derived = [label for label in (self.study.labels or []) if label in DERIVED_TARGETS]
+        return derived, self.readers(cohort.train_labels) if derived else []
+
+    def mask_targets(self, cohort) -> list[str]:
+        """Labels the study's models learn masks of: its training labels (the conditioned model's styles in place
+        of it). Training slices and the lesion-extent region are taken over these, for every run alike."""
+        labels = self.study.labels or cohort.train_labels
+        targets = [label for label in labels if label != CONDITIONED]
+        if CONDITIONED in labels:
+            targets += [r for r in self.readers(cohort.train_labels) if r not in targets]
+        return targets
 
 
 def _build(cls, data: dict | None, where: str):
