@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, save_figure, training_curves_figure
 from .modalities import MODALITY_NAMES, MODALITY_ORDER
+from .models import CONDITIONED
 from .statistics import mean_sd_text, paired_comparisons, summarise, summary_table
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
@@ -22,6 +24,17 @@ EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_
 def saved(fig: Figure, path: Path, formats: Sequence[str], results: Path) -> list[str]:
     """Save ``fig`` in ``formats`` and return the files' paths relative to the results folder."""
     return [os.path.relpath(p, results) for p in save_figure(fig, path, formats)]
+
+
+def own_ground_truth(model: str) -> str:
+    """The label a model is meant to reproduce: its training label, or the style of a conditioned model's output
+    (``conditioned_<style>``)."""
+    return model.removeprefix(f"{CONDITIONED}_")
+
+
+def own_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Rows where each model is scored against the label it is meant to reproduce."""
+    return per_patient[per_patient.train_label.map(own_ground_truth) == per_patient.ground_truth]
 
 
 def planned_runs(results: str | os.PathLike) -> list[Path]:
@@ -67,7 +80,7 @@ def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
 
 def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
     """Modality ablation (paper Table 1) for models trained and tested on ``label``: mean ± SD in %."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
     rows = []
     for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
         g = df[df.modality == m]
@@ -78,7 +91,7 @@ def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
 
 def table1_extra(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
     """Beyond-paper metrics for the modality ablation: HD95, ASSD (mm), NSD, FP/FN volume (ml), lesion F1."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
     rows = []
     for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
         g = df[df.modality == m]
@@ -111,7 +124,7 @@ def table2(per_patient: pd.DataFrame, modality: str = "dual") -> tuple[pd.DataFr
 
 def modality_tests(per_patient: pd.DataFrame, label: str, metric: str = "dsc") -> pd.DataFrame:
     """Paired Wilcoxon tests between modalities on the same patients (Holm-corrected)."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == label)]
+    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
     present = [m for m in MODALITY_ORDER if m in set(df.modality)]
     pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
     return paired_comparisons(df, "modality", pairs, metric, ["patient_id"])
@@ -151,7 +164,7 @@ def region_table(every: pd.DataFrame, results: str | os.PathLike | None = None) 
 
 def background_ablation(every: pd.DataFrame) -> pd.DataFrame:
     """Full-volume DSC and false-positive volume by the share of lesion-free training slices (own label)."""
-    sub = every[(every.region == "full") & (every.train_label == every.ground_truth)]
+    sub = own_rows(every[every.region == "full"])
     rows = []
     for (bg, modality, label), g in sub.groupby(["background_fraction", "modality", "train_label"]):
         rows.append({"background_fraction": bg, "modality": modality, "train_label": label, "n_patients": len(g),
@@ -187,7 +200,7 @@ def localisation_table(per_patient: pd.DataFrame) -> pd.DataFrame:
     from scipy.stats import wilcoxon
 
     rows = []
-    df = per_patient[per_patient.train_label == per_patient.ground_truth]
+    df = own_rows(per_patient)
     for (modality, label), g in df.groupby(["modality", "train_label"]):
         x = g["pred_on_lesion_side"].dropna().to_numpy()
         p = float(wilcoxon(x - 0.5, alternative="greater").pvalue) if len(x) > 1 and np.any(x != 0.5) else float("nan")
@@ -222,7 +235,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         table1_extra(pp, label).to_csv(out / f"table1_extra_{label}.csv", index=False)
         modality_tests(pp, label).to_csv(out / f"table1_tests_{label}.csv", index=False)
         written["tables"][f"table1_{label}"] = f"aggregate/table1_{label}.csv"
-        sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
+        sub = pp[(pp.train_label == label) & (pp.ground_truth == own_ground_truth(label))]
         if len(sub):
             order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
             fig = distribution_figure(sub, "dsc", "modality", order=order, title=f"3D DSC per patient, trained and tested on {label}")
@@ -245,8 +258,9 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         fig = training_curves_figure(logs, "Training curves (fold 0)")
         written["figures"]["training_curves"] = saved(fig, out / "training_curves", figure_formats, results)
     localisation_table(pp).to_csv(out / "localisation.csv", index=False)
+    written["disagreement_patients"] = int(write_disagreement(results).get("patient_id", pd.Series(dtype=str)).nunique())
     if "pred_on_lesion_side" in pp:
-        own = pp[pp.train_label == pp.ground_truth]
+        own = own_rows(pp)
         own.pivot_table(index="patient_id", columns=["modality", "train_label"], values="pred_on_lesion_side").round(3).to_csv(
             out / "localisation_per_patient.csv")
     summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
@@ -275,7 +289,8 @@ def is_complete(table: pd.DataFrame) -> bool:
 
 def choose_figure_patient(results: Path, cohort) -> str:
     """A test patient with a metal implant when there is one (paper Fig. 2), else the first one."""
-    candidates = sorted({p.name.removesuffix(".nii.gz") for p in results.glob("runs/dual__*__fold*__seed*/predictions/*.nii.gz")})
+    candidates = sorted({p.name.removesuffix(".nii.gz").split("__")[0]
+                         for p in results.glob("runs/dual__*__fold*__seed*/predictions/*.nii.gz")})
     for pid in candidates:
         if cohort.patient(pid).read_meta().get("implant"):
             return pid
@@ -320,6 +335,9 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     if "label_a" in preds and "label_b" in preds:
         fig = model_comparison_figure(ct_arr, pet_on_ct, preds["label_a"], preds["label_b"], title=pid)
         written["figure3"] = saved(fig, out / "figure3_models", figure_formats, results)
+    disagreement = write_disagreement_figure(results, pid, figure_formats)
+    if disagreement:
+        written["disagreement_map"] = disagreement
     identity = sitk.GetArrayFromImage(resample_to(pet, ct))
     z = int(np.argmax(next(iter(gts.values())).reshape(ct_arr.shape[0], -1).sum(1))) if gts else ct_arr.shape[0] // 2
     fig = registration_qa_figure(ct_arr, identity, pet_on_ct, z, f"{pid}: PET on CT before/after registration")

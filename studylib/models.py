@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+CONDITIONED = "conditioned"  # the training label of one model trained on every reader's labels, told which style
 
 
 class DoubleConv(nn.Sequential):
@@ -84,6 +88,41 @@ def build_model(config: ModelConfig, in_channels: int) -> nn.Module:
         return getattr(smp, architecture)(encoder_name=encoder, encoder_weights=config.encoder_weights,
                                           in_channels=in_channels, classes=1)
     raise ValueError(f"unknown model '{config.arch}' (use 'unet' or 'smp:Unet:resnet34' etc.)")
+
+
+class StyleConditioned(nn.Module):
+    """A network told which reader's style to produce: one-hot style planes appended to the image channels.
+
+    The input carries ``styles`` extra channels (``with_style_planes``); the style is read back as the extra
+    channel with the largest mean and re-expanded into exact one-hot planes, so geometric augmentation, which
+    warps every channel, cannot blur it.
+    """
+
+    def __init__(self, base: nn.Module, image_channels: int, styles: int):
+        super().__init__()
+        if styles < 2:
+            raise ValueError(f"a style-conditioned model needs at least two styles, got {styles}")
+        self.base, self.image_channels, self.styles = base, image_channels, styles
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, code = x[:, :self.image_channels], x[:, self.image_channels:]
+        style = code.float().flatten(2).mean(-1).argmax(1)
+        planes = F.one_hot(style, self.styles).to(image.dtype)[:, :, None, None].expand(-1, -1, *image.shape[-2:])
+        return self.base(torch.cat([image, planes], dim=1))
+
+
+def with_style_planes(images: np.ndarray, style: int, styles: int) -> np.ndarray:
+    """Images (n, C, S, S) with ``styles`` constant planes appended, plane ``style`` set to 1 (the style input)."""
+    planes = np.zeros((len(images), styles, *images.shape[-2:]), images.dtype)
+    planes[:, style] = 1
+    return np.concatenate([images, planes], axis=1)
+
+
+def build_run_model(config: ModelConfig, in_channels: int, styles: int = 0) -> nn.Module:
+    """The network of one run: ``build_model``, wrapped in ``StyleConditioned`` when it learns ``styles`` styles."""
+    if not styles:
+        return build_model(config, in_channels)
+    return StyleConditioned(build_model(config, in_channels + styles), in_channels, styles)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,11 +12,11 @@ from .cache import cache_patient, load_cached, load_native
 from .cohort import CohortError, load_cohort
 from .config import load_profile
 from .dicom import choose_series
-from .inference import probability_volume, write_prediction
+from .inference import write_prediction
 from .modalities import MODALITY_CHANNELS
-from .models import build_model
+from .models import CONDITIONED, build_run_model
 from .seg import write_seg
-from .study import RunParams, evaluate_patient
+from .study import RunParams, evaluate_patient, predict_styles
 from .training import load_checkpoint, resolve_device
 
 
@@ -42,7 +42,9 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
     params = RunParams.from_record(model_dir / "params.json")
     profile = load_profile(params.profile)
     channels = MODALITY_CHANNELS[params.modality]
-    model = build_model(profile.model, len(channels))
+    # a style-conditioned model produces one prediction per style of the readers it was trained on
+    styles = profile.readers(load_cohort(params.cohort).train_labels) if params.label == CONDITIONED else []
+    model = build_run_model(profile.model, len(channels), len(styles))
     model.load_state_dict(load_checkpoint(model_dir / "best.pt")["model"])
     cohort_obj = load_cohort(cohort)
     cache_dir = out / "cache"
@@ -55,22 +57,26 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
                               f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
     rows = []
     for pid in chosen:
-        cache_patient(cohort_obj.patient(pid), profile.preprocess, cache_dir)
+        record = cohort_obj.patient(pid)
+        derived, readers = profile.derived_targets(cohort_obj)
+        if not set(readers) <= set(record.labels):  # a patient without the readers' labels is predicted, not scored
+            derived, readers = [], []
+        cache_patient(record, profile.preprocess, cache_dir, 0, derived, readers)
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
-        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
-                                   fit=cached.fit, bf16=profile.train.bf16)
-        write_prediction(probs, geometry, out / "predictions", pid, save_probabilities=save_probabilities)
-        if dicom_seg:
-            ct_files = choose_series(cohort_obj.patient(pid).images["ct"], "CT", pid)
-            write_seg((probs >= 0.5).astype(np.uint8), ct_files, out / "predictions" / f"{pid}.seg.dcm",
-                      segment_label=params.label, algorithm=f"petct-study {params.modality} {params.label}",
-                      version=package_version())
         labels, body = load_native(cache_dir, pid)
-        if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
-            for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,
-                                        cohort_obj.train_labels, profile.study.nsd_tolerance_mm):
-                rows.append({"patient_id": pid, "model": model_dir.name, **row})
+        for name, probs in predict_styles(model, cached, channels, params.label, styles, device, profile.train.bf16):
+            stem = f"{pid}__{name}" if styles else pid
+            write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
+            if dicom_seg:
+                ct_files = choose_series(record.images["ct"], "CT", pid)
+                write_seg((probs >= 0.5).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",
+                          segment_label=name, algorithm=f"petct-study {params.modality} {name}",
+                          version=package_version())
+            if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
+                for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,
+                                            cohort_obj.train_labels, profile.study.nsd_tolerance_mm):
+                    rows.append({"patient_id": pid, "model": model_dir.name, "style": name, **row})
     if not rows:
         return None
     table = pd.DataFrame(rows)

@@ -24,7 +24,7 @@ from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV, Executor, LocalExecutor
 from .inference import probability_volume, write_prediction
 from .metrics import agreement, patient_metrics
 from .modalities import MODALITY_CHANNELS
-from .models import build_model, count_parameters
+from .models import CONDITIONED, build_run_model, count_parameters, with_style_planes
 from .parallel import map_in_processes
 from .splits import load_or_make_splits
 from .training import bf16_autocast, convergence, load_checkpoint, resolve_device, train_model
@@ -61,9 +61,9 @@ def environment_record() -> dict:
 
 
 def _cache_one(args) -> dict:
-    record, preprocess, cache_dir, seed = args
+    record, preprocess, cache_dir, seed, derived, readers = args
     start = time.perf_counter()
-    cached = cache_patient(record, preprocess, cache_dir, seed)
+    cached = cache_patient(record, preprocess, cache_dir, seed, derived, readers)
     return {"patient_id": record.patient_id, "seconds": time.perf_counter() - start, **{
         f"registration_{k}": v for k, v in cached.meta["registration"].items() if k in ("mode", "metric_before", "metric_after")}}
 
@@ -71,7 +71,8 @@ def _cache_one(args) -> dict:
 def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Stage 1: preprocess every patient into the slice cache (parallel over patients)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0) for pid in cohort.patient_ids]
+    derived, readers = profile.derived_targets(cohort)
+    tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0, derived, readers) for pid in cohort.patient_ids]
     return pd.DataFrame(map_in_processes(_cache_one, tasks, jobs, "preprocess", progress))
 
 
@@ -197,6 +198,35 @@ def lesion_extent(masks: list[np.ndarray]) -> slice:
     return slice(int(z[0]), int(z[-1]) + 1)
 
 
+def styled_training_set(cache_dir: Path, selection: list[tuple[str, list[int]]], channels: list[str],
+                        styles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set of a style-conditioned model: the selected slices once per style, with style planes."""
+    pairs = [styled(stack_slices(cache_dir, selection, channels, style), i, len(styles)) for i, style in enumerate(styles)]
+    return torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])
+
+
+def styled(volume: tuple[torch.Tensor, torch.Tensor], style: int, styles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images with the style planes of ``style`` appended (``models.with_style_planes``), masks unchanged."""
+    images, masks = volume
+    return torch.from_numpy(with_style_planes(images.numpy(), style, styles)), masks
+
+
+def predict_styles(model: torch.nn.Module, cached, channels: list[str], label: str, styles: list[str], device,
+                   bf16: bool) -> list[tuple[str, np.ndarray]]:
+    """(model name, 3D probabilities on the CT grid) of a test patient: one map named ``label``, or one per style
+    of a style-conditioned model (named ``conditioned_<style>``)."""
+    index = cached.channel_index(channels)
+    geometry = cached.meta["ct_geometry"]
+    if not styles:
+        return [(label, probability_volume(model, cached.images, index, geometry, device=device, fit=cached.fit,
+                                          bf16=bf16))]
+    images = np.asarray(cached.images[:, index])
+    return [(f"{CONDITIONED}_{style}",
+             probability_volume(model, with_style_planes(images, i, len(styles)), list(range(len(index) + len(styles))),
+                                geometry, device=device, fit=cached.fit, bf16=bf16))
+            for i, style in enumerate(styles)]
+
+
 def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.ndarray, spacing, train_labels: list[str],
                      nsd_tolerance_mm: float) -> list[dict]:
     """Metrics of one predicted volume against every label, in both evaluation regions.
@@ -211,6 +241,14 @@ def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.n
             rows.append({"ground_truth": gt_name, "region": region,
                          **patient_metrics(pred[z], gt[z], spacing, body[z], nsd_tolerance_mm)})
     return rows
+
+
+def metric_summary(full: pd.DataFrame) -> dict:
+    """Mean and SD of the main metrics per ground truth (the run's ``summary.json``)."""
+    return {gt: {m: {"mean": float(g[m].mean()), "sd": float(g[m].std(ddof=1)) if len(g) > 1 else 0.0}
+                 for m in ("dsc", "iou", "sensitivity", "specificity", "specificity_body", "hd95", "nsd",
+                           "fp_volume_ml", "fn_volume_ml", "lesion_f1")}
+            for gt, g in full.groupby("ground_truth")}
 
 
 def execute_run(params: RunParams, progress: bool = True) -> dict:
@@ -228,12 +266,18 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     if params.threads:
         train.threads = params.threads
     cohort = load_cohort(params.cohort)
-    select = profile.study.labels or cohort.train_labels
+    select = profile.mask_targets(cohort)
+    styles = profile.readers(cohort.train_labels) if params.label == CONDITIONED else []
     selection = training_slices(cache_dir, fold["train"], select, params.background_fraction, params.seed)
-    tx, ty = stack_slices(cache_dir, selection, channels, params.label)
-    val = validation_volumes(cache_dir, fold["val"], channels, params.label)
+    if styles:  # every slice once per style, with that reader's mask
+        tx, ty = styled_training_set(cache_dir, selection, channels, styles)
+        val = [styled(volume, i, len(styles)) for i, style in enumerate(styles)
+               for volume in validation_volumes(cache_dir, fold["val"], channels, style)]
+    else:
+        tx, ty = stack_slices(cache_dir, selection, channels, params.label)
+        val = validation_volumes(cache_dir, fold["val"], channels, params.label)
     torch.manual_seed(params.seed)
-    model = build_model(profile.model, len(channels))
+    model = build_run_model(profile.model, len(channels), len(styles))
     result = train_model(model, tx, ty, val, train, run_dir, progress=progress)
     state = load_checkpoint(run_dir / "best.pt")
     model.load_state_dict(state["model"])
@@ -244,14 +288,13 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
             "seed": params.seed, "background_fraction": params.background_fraction}
     for pid in fold["test"]:
         cached = load_cached(cache_dir, pid)
-        geometry = cached.meta["ct_geometry"]
-        probs = probability_volume(model, cached.images, cached.channel_index(channels), geometry, device=device,
-                                   fit=cached.fit, bf16=train.bf16)
-        write_prediction(probs, geometry, pred_dir, pid)
         labels, body = load_native(cache_dir, pid)
-        for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
-                                    profile.study.nsd_tolerance_mm):
-            rows.append({**cell, "patient_id": pid, **row})
+        for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device, train.bf16):
+            name = f"{pid}__{model_name}" if styles else pid
+            write_prediction(probs, cached.meta["ct_geometry"], pred_dir, name)
+            for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
+                                        profile.study.nsd_tolerance_mm):
+                rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)
     per_patient.to_csv(run_dir / "per_patient.csv", index=False)
     full = per_patient[per_patient.region == "full"]
@@ -265,10 +308,9 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         **{k: v for k, v in convergence(result.log, train.monitor, result.stopped_early).items() if k != "epochs"},
         "final_train_loss": result.log[-1]["train_loss"] if result.log else None,
-        "metrics": {gt: {m: {"mean": float(g[m].mean()), "sd": float(g[m].std(ddof=1)) if len(g) > 1 else 0.0}
-                         for m in ("dsc", "iou", "sensitivity", "specificity", "specificity_body", "hd95", "nsd",
-                                   "fp_volume_ml", "fn_volume_ml", "lesion_f1")}
-                    for gt, g in full.groupby("ground_truth")},
+        # per ground truth (a conditioned run: per style, then per ground truth)
+        "metrics": metric_summary(full) if not styles else {
+            name: metric_summary(rows_of_style) for name, rows_of_style in full.groupby("train_label")},
         "environment": environment_record(),
         # how it was executed: by which executor, and how many runs shared its GPU (0: no GPU)
         "execution": {"executor": os.environ.get(EXECUTOR_ENV, "in-process"),
@@ -329,7 +371,7 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
     target = out / "cohort"
     if not (target / "cohort.json").exists():
         c = profile.cohort
-        generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True)
+        generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True, readers=c.readers)
     return target
 
 
