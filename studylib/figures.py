@@ -216,3 +216,25 @@ def training_curves_figure(logs: dict[str, pd.DataFrame], title: str = "") -> pl
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def disagreement_figure(ct: np.ndarray, reader_counts: np.ndarray, model_counts: dict[str, np.ndarray], readers: int,
+                        title: str = "") -> plt.Figure:
+    """Readers' and models' disagreement on the slice where the readers disagree most: how many readers (and how
+    many style models) include each voxel, on the CT."""
+    partial = (reader_counts > 0) & (reader_counts < readers)
+    z = lesion_slice(partial if partial.any() else reader_counts > 0)
+    maps = {"readers": (reader_counts, readers), **{name: (m, readers) for name, m in model_counts.items()}}
+    box = crop_box([m[z] > 0 for m, _ in maps.values()], ct.shape[1:], margin=max(ct.shape[1] // 10, 12))
+    ct_s = _ct_display(ct[z])[box]
+    cmap = matplotlib.colormaps["viridis"].resampled(readers)
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.9), squeeze=False)
+    for ax, (name, (counts, total)) in zip(axes[0], maps.items(), strict=True):
+        ax.imshow(ct_s, cmap="gray")
+        shown = np.ma.masked_equal(counts[z][box].astype(float), 0)
+        image = ax.imshow(shown, cmap=cmap, vmin=0.5, vmax=total + 0.5, alpha=0.75, interpolation="nearest")
+        ax.set_title(f"{name}: how many include the voxel", fontsize=9)
+        ax.axis("off")
+    fig.colorbar(image, ax=list(axes[0]), ticks=range(1, readers + 1), shrink=0.8, label=f"out of {readers}")
+    fig.suptitle(f"{title}  slice {z}")
+    return fig

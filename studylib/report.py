@@ -137,7 +137,7 @@ def abstract(ctx: ReportContext) -> str:
     """Abstract with every number filled in from the results."""
     pp = ctx.per_patient
     label = "label_a" if "label_a" in ctx.labels else ctx.labels[0]
-    sub = pp[(pp.train_label == label) & (pp.ground_truth == label)]
+    sub = pp[(pp.train_label == label) & (pp.ground_truth == agg.own_ground_truth(label))]
     means = sub.groupby("modality")["dsc"].mean()
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
@@ -240,6 +240,64 @@ def regions_markdown(ctx: ReportContext) -> str:
     return ("`full`: every slice of the test volume (the primary analysis). `lesion_extent`: only the slices "
             "within the z-extent of the union of the training labels, the same slices whichever label is scored. "
             "3D DSC, mean ± SD in %.\n\n" + markdown_table(wide))
+
+
+def readers_markdown(ctx: ReportContext) -> str:
+    """Beyond the paper: every style model (decoupled per reader, conditioned, consensus targets) against every
+    reader, the consensus and the truth, dual input, side by side."""
+    from .models import CONDITIONED
+    from .targets import DERIVED_TARGETS
+
+    readers = ctx.profile.readers(ctx.cohort_spec.get("train_labels", []))
+    pp = ctx.per_patient[ctx.per_patient.modality == "dual"]
+    conditioned = sorted(m for m in pp.train_label.unique() if m.startswith(f"{CONDITIONED}_"))
+    derived = [t for t in DERIVED_TARGETS if t in set(pp.train_label)]
+    if not conditioned and not derived:
+        return ("This study trains only the paper's decoupled models, one per reader's labels. The `multirater` "
+                "profile adds a third reader, models of the readers' STAPLE consensus, union and intersection, and one "
+                "rater-conditioned model that produces each reader's style on request.\n")
+    rows = [m for m in readers if m in set(pp.train_label)] + conditioned + derived
+    truths = [t for t in [*readers, *derived, "truth"] if t in set(pp.ground_truth)]
+    table = pd.DataFrame(index=rows, columns=truths, dtype=object)
+    for model in rows:
+        for truth in truths:
+            v = pp[(pp.train_label == model) & (pp.ground_truth == truth)]["dsc"]
+            table.loc[model, truth] = f"{100 * v.mean():.2f} ± {100 * v.std(ddof=1):.2f}" if len(v) else ""
+    table.index = [f"{CONDITIONED} model, style {m.removeprefix(CONDITIONED + '_')}" if m in conditioned
+                   else f"model of {m}" for m in rows]
+    table.index.name = "model"
+    return (f"Readers: {', '.join(f'`{r}`' for r in readers)}. Decoupled models (the paper's design) are trained "
+            "one per reader; the conditioned model is one network trained on every reader's labels at once and told "
+            "which style to produce (one-hot style planes beside the image channels); consensus targets are the "
+            "readers' STAPLE consensus, union and intersection, computed per patient on the CT grid. Same folds, "
+            "same training slices (equal slice digests), dual input, 3D DSC mean ± SD in %, full volumes.\n\n"
+            + markdown_table(table.reset_index()))
+
+
+def disagreement_markdown(ctx: ReportContext) -> str:
+    """Where readers disagree and where their style models disagree (``disagreement.csv``)."""
+    from .disagreement import disagreement_summary
+
+    path = ctx.results / "aggregate" / "disagreement.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if table.empty:
+        return "Fewer than two readers' labels, or no complete set of style models: no disagreement maps.\n"
+    summary = disagreement_summary(table)
+    summary["modality"] = summary["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    for column in ("reader_disagreement_ml", "model_disagreement_ml"):
+        summary[column] = summary[column].map(lambda v: f"{v:.1f}")
+    for column in ("in_reader_disagreement", "reader_disagreement_covered"):
+        summary[column] = summary[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
+    summary = summary.rename(columns={
+        "models": "style models", "reader_disagreement_ml": "readers disagree (ml, median)",
+        "model_disagreement_ml": "models disagree (ml, median)",
+        "in_reader_disagreement": "of the models' disagreement, where readers disagree",
+        "reader_disagreement_covered": "of the readers' disagreement, where models disagree"})
+    return (f"Per test patient, the readers disagree where some but not all of the {int(table.readers.iloc[0])} "
+            "readers include a voxel; the style models (one per reader's style) disagree where some but not all of "
+            "them do. The maps are NIfTI files on the CT grid in `aggregate/disagreement/` (counts 0..N per voxel); "
+            "per-patient numbers in `aggregate/disagreement.csv`. Means over patients whose models disagree "
+            "somewhere.\n\n" + markdown_table(summary))
 
 
 def background_markdown(ctx: ReportContext) -> str:

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -123,6 +124,51 @@ def test_predict_cli_on_trained_run(tiny_study, tmp_path):
                  "--patient", "P000"])
     assert code == 0 and (tmp_path / "predictions" / "P000.nii.gz").exists()
     assert set(pd.read_csv(tmp_path / "metrics.csv").ground_truth) == {"label_a", "label_b", "truth"}
+
+
+@pytest.mark.slow
+def test_predict_writes_dicom_seg_that_reads_back(tiny_study, tmp_path, capsys):
+    """predict --dicom-seg on the DICOM patient STS_002: the SEG references its CT and reads back as the mask."""
+    import pydicom
+    import SimpleITK as sitk
+
+    from studylib.cli import main
+    from studylib.dicom import choose_series
+    from studylib.metrics import confusion_counts, dice
+    from studylib.preprocessing import load_patient_on_ct
+
+    from .conftest import REALDATA
+
+    if not REALDATA.exists():
+        pytest.skip(f"real data not present at {REALDATA}")
+    dicom = REALDATA / "dicom_STS_002"
+    spec = {"name": "sts-dicom", "root": str(dicom), "channels": {"ct": "CT", "pet": "PET"}, "labels": {"gtv": "GTV"},
+            "train_labels": ["gtv"], "patients": {"STS_002": {"ct": "CT/image", "pet": "PET/image",
+                                                              "labels": {"gtv": "rtstruct:GTV_Mass_CT:CT/mask/RS.dcm"}}}}
+    (tmp_path / "dicom.json").write_text(json.dumps(spec))
+    run = tiny_study[0] / "runs" / "dual__label_b__fold0__seed0__bg10"
+    assert main(["predict", "--model", str(run), "--cohort", str(tmp_path / "dicom.json"), "--out",
+                 str(tmp_path / "pred"), "--dicom-seg"]) == 0
+    seg_path = tmp_path / "pred" / "predictions" / "STS_002.seg.dcm"
+    nifti = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "pred" / "predictions" / "STS_002.nii.gz")))
+    ct_files = choose_series(dicom / "CT" / "image", "CT")
+    assert pydicom.dcmread(seg_path).ReferencedSeriesSequence[0].SeriesInstanceUID == \
+        pydicom.dcmread(ct_files[0]).SeriesInstanceUID
+    spec["patients"]["STS_002"]["labels"] = {"gtv": f"seg:label_b:{seg_path}"}
+    (tmp_path / "back.json").write_text(json.dumps(spec))
+    from studylib.cohort import load_cohort
+
+    back = load_patient_on_ct(load_cohort(tmp_path / "back.json").patient("STS_002"), registration="none")
+    assert np.array_equal(back.labels["gtv"], nifti)
+    if nifti.any():
+        assert dice(confusion_counts(back.labels["gtv"], nifti)) == 1.0
+    for column in pd.read_csv(tmp_path / "pred" / "metrics.csv").columns:  # no DICOM identity in the tables
+        assert "patientname" not in column.lower().replace("_", "")
+    # a NIfTI cohort cannot get a SEG: the error names the patient and its CT file
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), "--cohort", str(tiny_study[0] / "cohort"), "--out",
+                 str(tmp_path / "nifti"), "--patient", "P000", "--dicom-seg"]) == 2
+    assert "P000" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
@@ -270,3 +316,43 @@ def test_cohort_and_aggregate_notebooks_run_with_their_defaults(tiny_study, tmp_
         subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / name), str(tmp_path / name),
                         "--kernel", "python3"], cwd=tmp_path, check=True, capture_output=True)
         assert nbformat.read(tmp_path / name, as_version=4).cells
+
+
+@pytest.mark.slow
+def test_multireader_study_side_by_side(tmp_path):
+    """Three readers: consensus targets and the conditioned model run on the decoupled models' folds and slices;
+    the tables show each model against every reader, the consensus and the truth; disagreement maps are written."""
+    import SimpleITK as sitk
+
+    from studylib.cache import load_cached, load_native
+    from studylib.report import render_report
+    from studylib.study import run_study
+
+    out = tmp_path / "results"
+    record = run_study(str(ROOT / "tests" / "tiny_multirater.yaml"), out, jobs=2, progress=False)
+    assert record["failed"] == [] and record["finished"] == 14
+    labels, _ = load_native(out / "cache", "P000")
+    assert {"label_a", "label_b", "reader_3", "truth", "consensus", "union", "intersection"} <= set(labels)
+    assert np.array_equal(labels["union"], labels["label_a"] | labels["label_b"] | labels["reader_3"])
+    pp = pd.read_csv(out / "aggregate" / "per_patient_all.csv")
+    styles = {"conditioned_label_a", "conditioned_label_b", "conditioned_reader_3"}
+    assert styles | {"label_a", "label_b", "reader_3", "consensus", "union", "intersection"} == set(pp.train_label)
+    assert {"consensus", "truth", "reader_3"} <= set(pp.ground_truth)
+    for fold in (0, 1):  # one slice set per fold for every model, the conditioned one included
+        digests = {json.loads(p.read_text())["train_slices_digest"]
+                   for p in out.glob(f"runs/dual__*__fold{fold}__seed0__bg10/summary.json")}
+        assert len(digests) == 1
+    conditioned = json.loads((out / "runs" / "dual__conditioned__fold0__seed0__bg10" / "summary.json").read_text())
+    assert set(conditioned["metrics"]) == styles
+    table2 = pd.read_csv(out / "aggregate" / "table2.csv", index_col=0)
+    assert {f"model {s}" for s in styles} <= set(table2.index)
+    disagreement = pd.read_csv(out / "aggregate" / "disagreement.csv")
+    assert set(disagreement.models) == {"decoupled", "conditioned"} and disagreement.patient_id.nunique() == 6
+    fractions = disagreement.model_disagreement_in_reader_disagreement.dropna()
+    assert ((fractions >= 0) & (fractions <= 1)).all()
+    count = sitk.ReadImage(str(out / "aggregate" / "disagreement" / "P000__readers.nii.gz"))
+    assert count.GetSize() == tuple(load_cached(out / "cache", "P000").meta["ct_geometry"]["size"])
+    assert sitk.GetArrayFromImage(count).max() <= 3
+    html = render_report(out, force_fallback=True).read_text()
+    assert "conditioned model, style" in html and "Every style model against every reader" in html
+    assert "Reader and model disagreement per input" in html
