@@ -125,8 +125,8 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, figure_forma
     def read(path: Path) -> np.ndarray:
         return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
-    models = {p.name.removeprefix(f"{pid}__").removesuffix(".nii.gz").replace("__", " "): read(p)
-              for p in sorted(folder.glob(f"{pid}__dual__*.nii.gz"))}
+    models = {f"{family} models (dual)": read(folder / f"{pid}__dual__{family}.nii.gz")
+              for family in ("decoupled", "conditioned") if (folder / f"{pid}__dual__{family}.nii.gz").exists()}
     table = pd.read_csv(results / "aggregate" / "disagreement.csv")
     readers = int(table.readers.iloc[0])
     ct = read_ct(results, pid)

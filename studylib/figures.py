@@ -228,13 +228,14 @@ def disagreement_figure(ct: np.ndarray, reader_counts: np.ndarray, model_counts:
     box = crop_box([m[z] > 0 for m, _ in maps.values()], ct.shape[1:], margin=max(ct.shape[1] // 10, 12))
     ct_s = _ct_display(ct[z])[box]
     cmap = matplotlib.colormaps["viridis"].resampled(readers)
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps) + 1.0, 3.6), squeeze=False, layout="constrained")
     for ax, (name, (counts, total)) in zip(axes[0], maps.items(), strict=True):
         ax.imshow(ct_s, cmap="gray")
         shown = np.ma.masked_equal(counts[z][box].astype(float), 0)
         image = ax.imshow(shown, cmap=cmap, vmin=0.5, vmax=total + 0.5, alpha=0.75, interpolation="nearest")
-        ax.set_title(f"{name}: how many include the voxel", fontsize=9)
+        ax.set_title(name, fontsize=10)
         ax.axis("off")
-    fig.colorbar(image, ax=list(axes[0]), ticks=range(1, readers + 1), shrink=0.8, label=f"out of {readers}")
-    fig.suptitle(f"{title}  slice {z}")
+    fig.colorbar(image, ax=list(axes[0]), ticks=range(1, readers + 1), shrink=0.8,
+                 label=f"how many include the voxel (of {readers})")
+    fig.suptitle(f"{title}, slice {z}: readers and style models")
     return fig
