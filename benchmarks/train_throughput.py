@@ -6,8 +6,8 @@ fraction of the GPU's dense bf16 peak. Targets are H100 figures: on any other de
 orientation only.
 
 The committed trainer is timed on its own epochs after a warm-up epoch (CUDA-graph capture, cuDNN autotuning);
-each of the N concurrent trainers does the same in its own process, and the total is the sum of their
-steady-state rates (the report prints the time window over which they overlapped).
+each of the N concurrent trainers does the same in its own process, all start their timed epochs together (a
+barrier), and the total is the sum of their rates (the time window over which they overlapped is printed).
 
 Usage: python benchmarks/train_throughput.py [--steps 40] [--epochs 3] [--size 224] [--widths 64,128,256,512]
        [--batch 8] [--concurrent 4] [--skip-naive]
@@ -93,20 +93,29 @@ def naive_images_per_s(model, images, masks, steps, batch, device) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def trainer_rates(widths: tuple[int, ...], steps: int, batch: int, size: int, epochs: int, threads: int | None) -> dict:
-    """The committed trainer (its defaults for the device): images/s of each epoch after the first, with times."""
+def trainer_rates(widths: tuple[int, ...], steps: int, batch: int, size: int, epochs: int, threads: int | None,
+                  barrier=None) -> dict:
+    """The committed trainer (its defaults for the device): images/s of each timed epoch, and the timed window.
+
+    A one-epoch warm-up on the same model object comes first (CUDA-graph capture, cuDNN autotuning), then, after
+    every concurrent trainer has warmed up (``barrier``), ``epochs`` timed epochs of a fresh run.
+    """
     if threads:
         torch.set_num_threads(threads)
     images, masks = synthetic_batch_data(steps, batch, size)
-    config = TrainConfig(epochs=epochs, batch_size=batch, patience=10 ** 6, threads=threads)
+    val = [(images[:batch], masks[:batch])]
     torch.manual_seed(0)
+    model = UNet(2, widths, 2 * widths[-1])
     with tempfile.TemporaryDirectory() as tmp:
-        began = time.time()
-        result = train_model(UNet(2, widths, 2 * widths[-1]), images, masks, [(images[:batch], masks[:batch])],
-                             config, tmp, progress=False)
-    ends = began + torch.tensor([r["seconds"] for r in result.log]).cumsum(0)
-    steady = result.log[1:] or result.log
-    return {"rates": [r["images_per_s"] for r in steady], "window": (float(ends[0]), float(ends[-1]))}
+        train_model(model, images, masks, val, TrainConfig(epochs=1, batch_size=batch, threads=threads), tmp,
+                    progress=False)
+    if barrier is not None:
+        barrier.wait()
+    began = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_model(model, images, masks, val, TrainConfig(epochs=epochs, batch_size=batch, patience=10 ** 6,
+                                                                    threads=threads), tmp, progress=False)
+    return {"rates": [r["images_per_s"] for r in result.log], "window": (began, time.time())}
 
 
 def _concurrent_worker(args) -> dict:
@@ -114,10 +123,11 @@ def _concurrent_worker(args) -> dict:
 
 
 def concurrent_rates(n: int, widths, steps, batch, size, epochs, threads) -> list[dict]:
-    """``n`` committed trainers in ``n`` processes started together on the same device."""
+    """``n`` committed trainers in ``n`` processes on the same device, timed together after their warm-ups."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(n) as pool:
-        return pool.map(_concurrent_worker, [(widths, steps, batch, size, epochs, threads)] * n)
+    with context.Manager() as manager, context.Pool(n) as pool:
+        barrier = manager.Barrier(n)
+        return pool.map(_concurrent_worker, [(widths, steps, batch, size, epochs, threads, barrier)] * n)
 
 
 def flops_per_image(model, size, channels) -> float:
@@ -139,7 +149,7 @@ def median(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="optimiser steps per epoch")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per trainer (the first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per trainer (after one warm-up epoch)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--widths", default="64,128,256,512")
@@ -149,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     widths = tuple(int(w) for w in args.widths.split(","))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else \
+        f"cpu ({args.threads or torch.get_num_threads()} threads per trainer)"
     flops = flops_per_image(UNet(2, widths, 2 * widths[-1]), args.size, 2)
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None) if device.type == "cuda" else None
     is_h100 = "H100" in name
