@@ -96,7 +96,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     """
     folder = Path(cache_dir) / record.patient_id
     sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
-    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 3}
+    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 4}
     if derived:  # only then, so that caches without derived targets stay valid
         key["derived"] = {"targets": list(derived), "readers": list(readers)}
     meta_path = folder / "meta.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,6 @@ def _mattes(fixed_mask: sitk.Image, sampling: float, seed: int) -> sitk.ImageReg
         reg.SetMetricSamplingPercentage(sampling, seed + 1)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetNumberOfThreads(1)  # multi-threaded metric sums differ run to run; one thread is reproducible
     return reg
 
 
@@ -135,8 +135,30 @@ def _shift_z(transform: sitk.Euler3DTransform, dz: float) -> sitk.Euler3DTransfo
     return shifted
 
 
+@contextmanager
+def itk_threads(threads: int):
+    """ITK's default thread count set to ``threads`` inside the block, restored after."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def register_pet_to_ct(ct: sitk.Image, pet: sitk.Image, mode: str = "rigid", seed: int = 0,
                        iterations: int = 200) -> RegistrationResult:
+    """Find the rigid CT->PET transform by Mattes mutual information (``mode='none'``: identity); reproducible.
+
+    ITK sums the metric over threads in an order that varies from run to run (parameters moved by ~1e-9, enough
+    to change fp16 cache voxels and every model trained after them), so the registration runs on one ITK thread;
+    studies prepare patients in parallel processes instead.
+    """
+    with itk_threads(1):
+        return _register_rigid(ct, pet, mode, seed, iterations)
+
+
+def _register_rigid(ct: sitk.Image, pet: sitk.Image, mode: str, seed: int, iterations: int) -> RegistrationResult:
     """Find the rigid CT->PET transform by Mattes mutual information (``mode='none'``: identity).
 
     Stages: (1) rotations and x/y translation on a body mask with z held (the outline fixes them robustly);
