@@ -253,9 +253,15 @@ def readers_markdown(ctx: ReportContext) -> str:
     conditioned = sorted(m for m in pp.train_label.unique() if m.startswith(f"{CONDITIONED}_"))
     derived = [t for t in DERIVED_TARGETS if t in set(pp.train_label)]
     if not conditioned and not derived:
-        return ("This study trains only the paper's decoupled models, one per reader's labels. The `multirater` "
-                "profile adds a third reader, models of the readers' STAPLE consensus, union and intersection, and one "
-                "rater-conditioned model that produces each reader's style on request.\n")
+        trained = pd.DataFrame({
+            "model family": ["decoupled (one per reader)", "consensus targets (STAPLE, union, intersection)",
+                             "rater-conditioned (one model, every style)"],
+            "trained in this study": [", ".join(f"`{m}`" for m in readers if m in set(pp.train_label)) or "no",
+                                      "no", "no"]})
+        return ("This study trains only the paper's decoupled models, one per reader's labels (Table 2 compares "
+                "them). The `multirater` profile adds a third reader, models of the readers' STAPLE consensus, union "
+                "and intersection, and one rater-conditioned model that produces each reader's style on request.\n\n"
+                + markdown_table(trained))
     rows = [m for m in readers if m in set(pp.train_label)] + conditioned + derived
     truths = [t for t in [*readers, *derived, "truth"] if t in set(pp.ground_truth)]
     table = pd.DataFrame(index=rows, columns=truths, dtype=object)
@@ -281,23 +287,28 @@ def disagreement_markdown(ctx: ReportContext) -> str:
     path = ctx.results / "aggregate" / "disagreement.csv"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if table.empty:
-        return "Fewer than two readers' labels, or no complete set of style models: no disagreement maps.\n"
+        reason = pd.DataFrame({"disagreement maps": ["not written"],
+                               "why": ["fewer than two readers' labels, or no complete set of style models"]})
+        return "No disagreement maps for this study.\n\n" + markdown_table(reason)
     summary = disagreement_summary(table)
+    patients = int(summary.pop("patients").max())
     summary["modality"] = summary["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
     for column in ("reader_disagreement_ml", "model_disagreement_ml"):
         summary[column] = summary[column].map(lambda v: f"{v:.1f}")
     for column in ("in_reader_disagreement", "reader_disagreement_covered"):
         summary[column] = summary[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
     summary = summary.rename(columns={
-        "models": "style models", "reader_disagreement_ml": "readers disagree (ml, median)",
-        "model_disagreement_ml": "models disagree (ml, median)",
-        "in_reader_disagreement": "of the models' disagreement, where readers disagree",
-        "reader_disagreement_covered": "of the readers' disagreement, where models disagree"})
-    return (f"Per test patient, the readers disagree where some but not all of the {int(table.readers.iloc[0])} "
+        "modality": "input", "reader_disagreement_ml": "readers disagree (ml)",
+        "model_disagreement_ml": "models disagree (ml)", "in_reader_disagreement": "models' in readers'",
+        "reader_disagreement_covered": "readers' in models'"})
+    return (f"Per test patient ({patients}), the readers disagree where some but not all of the "
+            f"{int(table.readers.iloc[0])} "
             "readers include a voxel; the style models (one per reader's style) disagree where some but not all of "
             "them do. The maps are NIfTI files on the CT grid in `aggregate/disagreement/` (counts 0..N per voxel); "
-            "per-patient numbers in `aggregate/disagreement.csv`. Means over patients whose models disagree "
-            "somewhere.\n\n" + markdown_table(summary))
+            "per-patient numbers in `aggregate/disagreement.csv`. Volumes: medians over patients. *Models' in "
+            "readers'*: the share of the models' disagreement that lies where the readers disagree; *readers' in "
+            "models'*: the share of the readers' disagreement that the models reproduce (means over patients where "
+            "there is any).\n\n" + markdown_table(summary))
 
 
 def background_markdown(ctx: ReportContext) -> str:
