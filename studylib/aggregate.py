@@ -37,6 +37,11 @@ def own_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
     return per_patient[per_patient.train_label.map(own_ground_truth) == per_patient.ground_truth]
 
 
+def trained_and_tested_on(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The rows of the model trained on ``label``, scored against the label it is meant to reproduce."""
+    return per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
+
+
 def planned_runs(results: str | os.PathLike) -> list[Path]:
     """Run folders of the study plan (``plan.json``); without a plan, every run folder."""
     results = Path(results)
@@ -80,7 +85,7 @@ def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
 
 def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
     """Modality ablation (paper Table 1) for models trained and tested on ``label``: mean ± SD in %."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
+    df = trained_and_tested_on(per_patient, label)
     rows = []
     for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
         g = df[df.modality == m]
@@ -91,7 +96,7 @@ def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
 
 def table1_extra(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
     """Beyond-paper metrics for the modality ablation: HD95, ASSD (mm), NSD, FP/FN volume (ml), lesion F1."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
+    df = trained_and_tested_on(per_patient, label)
     rows = []
     for m in [m for m in MODALITY_ORDER if m in set(df.modality)]:
         g = df[df.modality == m]
@@ -124,7 +129,7 @@ def table2(per_patient: pd.DataFrame, modality: str = "dual") -> tuple[pd.DataFr
 
 def modality_tests(per_patient: pd.DataFrame, label: str, metric: str = "dsc") -> pd.DataFrame:
     """Paired Wilcoxon tests between modalities on the same patients (Holm-corrected)."""
-    df = per_patient[(per_patient.train_label == label) & (per_patient.ground_truth == own_ground_truth(label))]
+    df = trained_and_tested_on(per_patient, label)
     present = [m for m in MODALITY_ORDER if m in set(df.modality)]
     pairs = [(a, b) for i, a in enumerate(present) for b in present[i + 1:]]
     return paired_comparisons(df, "modality", pairs, metric, ["patient_id"])
@@ -235,7 +240,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         table1_extra(pp, label).to_csv(out / f"table1_extra_{label}.csv", index=False)
         modality_tests(pp, label).to_csv(out / f"table1_tests_{label}.csv", index=False)
         written["tables"][f"table1_{label}"] = f"aggregate/table1_{label}.csv"
-        sub = pp[(pp.train_label == label) & (pp.ground_truth == own_ground_truth(label))]
+        sub = trained_and_tested_on(pp, label)
         if len(sub):
             order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
             fig = distribution_figure(sub, "dsc", "modality", order=order, title=f"3D DSC per patient, trained and tested on {label}")
@@ -335,7 +340,7 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     if "label_a" in preds and "label_b" in preds:
         fig = model_comparison_figure(ct_arr, pet_on_ct, preds["label_a"], preds["label_b"], title=pid)
         written["figure3"] = saved(fig, out / "figure3_models", figure_formats, results)
-    disagreement = write_disagreement_figure(results, pid, figure_formats)
+    disagreement = write_disagreement_figure(results, pid, ct_arr, figure_formats)
     if disagreement:
         written["disagreement_map"] = disagreement
     identity = sitk.GetArrayFromImage(resample_to(pet, ct))

@@ -109,8 +109,10 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def write_disagreement_figure(results: str | os.PathLike, pid: str, figure_formats=("png", "svg")) -> list[str]:
-    """The report's disagreement figure for one patient: reader count beside each style-model family's count."""
+def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarray,
+                              figure_formats=("png", "svg")) -> list[str]:
+    """The report's disagreement figure for one patient (``ct``: its CT in HU, z, y, x): reader count beside
+    each style-model family's count."""
     import SimpleITK as sitk
 
     from .aggregate import saved
@@ -129,21 +131,8 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, figure_forma
               for family in ("decoupled", "conditioned") if (folder / f"{pid}__dual__{family}.nii.gz").exists()}
     table = pd.read_csv(results / "aggregate" / "disagreement.csv")
     readers = int(table.readers.iloc[0])
-    ct = read_ct(results, pid)
     fig = disagreement_figure(ct, read(readers_path), models, readers, title=pid)
     return saved(fig, results / "aggregate" / "disagreement_map", figure_formats, results)
-
-
-def read_ct(results: Path, pid: str) -> np.ndarray:
-    """The CT (HU) of a results folder's patient, as the cohort holds it."""
-    import SimpleITK as sitk
-
-    from .cohort import load_cohort
-    from .imageio import read_image
-
-    plan = json.loads((results / "plan.json").read_text())
-    record = load_cohort(results / plan["cohort"]).patient(pid)
-    return sitk.GetArrayFromImage(read_image(record.images["ct"], pid, "CT"))
 
 
 def disagreement_summary(table: pd.DataFrame) -> pd.DataFrame:

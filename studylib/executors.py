@@ -85,10 +85,6 @@ class LocalExecutor:
                 yield futures[future], future.exception()
 
 
-def _run_on_ray_worker(run_one: RunFunction, params: Any, env: dict) -> None:
-    run_one(params, env)
-
-
 @dataclass
 class RayExecutor:
     """One Ray task per run on an existing cluster (``address``: ``host:port``, or ``auto`` on a cluster node).
@@ -128,10 +124,10 @@ class RayExecutor:
         ray = self._connect()
         gpus = self.cluster_gpus()
         task = ray.remote(num_cpus=self.threads, num_gpus=1 / self.runs_per_gpu if gpus else 0,
-                          max_retries=0)(_run_on_ray_worker)
+                          max_retries=0)(run_one)
         env = {**thread_environment(self.threads), EXECUTOR_ENV: self.name,
                RUNS_PER_GPU_ENV: str(self.runs_per_gpu if gpus else 0)}
-        pending = {task.remote(run_one, params, env): params for params in runs}
+        pending = {task.remote(params, env): params for params in runs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

@@ -55,21 +55,20 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         if not_dicom:
             raise CohortError(f"a DICOM SEG references a DICOM CT series, but the CT of {', '.join(not_dicom)} is "
                               f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
+    derived, readers = profile.derived_targets(cohort_obj)
     rows = []
     for pid in chosen:
         record = cohort_obj.patient(pid)
-        derived, readers = profile.derived_targets(cohort_obj)
-        if not set(readers) <= set(record.labels):  # a patient without the readers' labels is predicted, not scored
-            derived, readers = [], []
-        cache_patient(record, profile.preprocess, cache_dir, 0, derived, readers)
+        scored = set(readers) <= set(record.labels)  # a patient without the readers' labels is predicted, not scored
+        cache_patient(record, profile.preprocess, cache_dir, 0, derived if scored else [], readers if scored else [])
         cached = load_cached(cache_dir, pid)
         geometry = cached.meta["ct_geometry"]
         labels, body = load_native(cache_dir, pid)
+        ct_files = choose_series(record.images["ct"], "CT", pid) if dicom_seg else []
         for name, probs in predict_styles(model, cached, channels, params.label, styles, device, profile.train.bf16):
             stem = f"{pid}__{name}" if styles else pid
             write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
             if dicom_seg:
-                ct_files = choose_series(record.images["ct"], "CT", pid)
                 write_seg((probs >= 0.5).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",
                           segment_label=name, algorithm=f"petct-study {params.modality} {name}",
                           version=package_version())

@@ -137,7 +137,7 @@ def abstract(ctx: ReportContext) -> str:
     """Abstract with every number filled in from the results."""
     pp = ctx.per_patient
     label = "label_a" if "label_a" in ctx.labels else ctx.labels[0]
-    sub = pp[(pp.train_label == label) & (pp.ground_truth == agg.own_ground_truth(label))]
+    sub = agg.trained_and_tested_on(pp, label)
     means = sub.groupby("modality")["dsc"].mean()
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
@@ -264,11 +264,9 @@ def readers_markdown(ctx: ReportContext) -> str:
                 + markdown_table(trained))
     rows = [m for m in readers if m in set(pp.train_label)] + conditioned + derived
     truths = [t for t in [*readers, *derived, "truth"] if t in set(pp.ground_truth)]
-    table = pd.DataFrame(index=rows, columns=truths, dtype=object)
-    for model in rows:
-        for truth in truths:
-            v = pp[(pp.train_label == model) & (pp.ground_truth == truth)]["dsc"]
-            table.loc[model, truth] = f"{100 * v.mean():.2f} ± {100 * v.std(ddof=1):.2f}" if len(v) else ""
+    text, _, _ = agg.table2(ctx.per_patient)  # every dual model against every label: pick and order its cells
+    table = text.loc[[f"model {m}" for m in rows], [f"GT {t}" for t in truths]]
+    table.columns = truths
     table.index = [f"{CONDITIONED} model, style {m.removeprefix(CONDITIONED + '_')}" if m in conditioned
                    else f"model of {m}" for m in rows]
     table.index.name = "model"

@@ -45,7 +45,10 @@ def _open_seg(path: str | os.PathLike):
 
 def segment_labels(path: str | os.PathLike) -> dict[str, int]:
     """Segment label -> segment number of a SEG."""
-    seg = _open_seg(path)
+    return _segment_numbers(_open_seg(path))
+
+
+def _segment_numbers(seg) -> dict[str, int]:
     return {str(item.SegmentLabel): int(item.SegmentNumber) for item in seg.SegmentSequence}
 
 
@@ -74,7 +77,7 @@ def read_seg_segment(path: str | os.PathLike, segment_label: str,
     available labels are listed), or frames on none of the grids.
     """
     seg = _open_seg(path)
-    labels = {str(item.SegmentLabel): int(item.SegmentNumber) for item in seg.SegmentSequence}
+    labels = _segment_numbers(seg)
     if segment_label not in labels:
         raise ImageReadError(f"{path}: no segment '{segment_label}' (has {sorted(labels)})")
     number = labels[segment_label]

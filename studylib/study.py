@@ -123,7 +123,7 @@ class RunParams:
     def from_record(cls, params_json: str | os.PathLike) -> RunParams:
         """Read a run's ``params.json``; its relative paths resolve against the results folder that holds it."""
         params_json = Path(params_json).resolve()
-        root = params_json.parent.parent.parent
+        root = results_root(params_json.parent)
         data = json.loads(params_json.read_text())
         return cls(**{**data, **{f: str((root / data[f]).resolve()) for f in PATH_FIELDS}})
 

@@ -165,8 +165,7 @@ def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: Hybri
         for idx in _batches(len(images), batch_size * 4, None, images.device):
             x = images[idx].to(device, non_blocking=True).float()
             y = masks[idx].to(device, non_blocking=True).float()
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(x)
             logits = logits.float()
