@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,23 @@ class CachedPatient:
         return [self.channel_names.index(c) for c in channels]
 
 
+# Bumped whenever the code that fills a cache changes its arrays (preprocessing, registration, readers of DICOM
+# and NIfTI, derived targets): a cache written by other code is then rebuilt, never reused. 5: the key names the
+# label sources (RTSTRUCT ROI, SEG segment) and label names.
+CACHE_VERSION = 5
+
+
+def cache_key(record, config: PreprocessConfig, seed: int) -> dict:
+    """Everything that defines a patient's cached arrays: input bytes, which structure of a DICOM label file each
+    label is, label and channel names, preprocessing settings, seed and code version."""
+    sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
+    # the bytes alone miss a switch to another ROI or segment of the same file; paths are left out so that a
+    # moved cohort keeps its cache
+    structures = {name: list(split_label_source(record.labels[name])[:2]) for name in sorted(record.labels)}
+    return {"params": config.cache_key(), "inputs": file_digest(sources), "channels": sorted(record.images),
+            "labels": structures, "seed": seed, "version": CACHE_VERSION}
+
+
 def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0,
                   derived: Sequence[str] = (), readers: Sequence[str] = ()) -> CachedPatient:
     """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists.
@@ -95,13 +113,13 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     labels) are computed on the CT grid and cached like the other labels.
     """
     folder = Path(cache_dir) / record.patient_id
-    sources = [str(record.images[m]) for m in sorted(record.images)] + [record.labels[k] for k in sorted(record.labels)]
-    key = {"params": config.cache_key(), "inputs": file_digest(sources), "seed": seed, "version": 4}
+    key = cache_key(record, config, seed)
     if derived:  # only then, so that caches without derived targets stay valid
         key["derived"] = {"targets": list(derived), "readers": list(readers)}
     meta_path = folder / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
         return load_cached(cache_dir, record.patient_id)
+    started = time.perf_counter()
     patient = load_patient_on_ct(record, config.registration, seed)
     if derived:
         patient.labels.update(derived_targets(patient.labels, readers, derived))
@@ -111,8 +129,9 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     label_names = sorted(patient.labels)
     images = np.stack([resize_slices(norm[c], config.image_size, fit=config.fit) for c in channel_names],
                       axis=1).astype(np.float16)
+    # a patient without labels (new patients to predict) caches an empty label axis
     labels = np.stack([resize_slices(patient.labels[k], config.image_size, is_mask=True, fit=config.fit)
-                       for k in label_names], axis=1)
+                       for k in label_names], axis=1) if label_names else np.zeros((len(images), 0, *images.shape[2:]), np.uint8)
     ct = patient.ct_image
     meta = {
         "key": key, "patient_id": record.patient_id, "channels": channel_names, "labels": label_names,
@@ -121,6 +140,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
         "registration": patient.registration.as_dict(),
         "label_slices": {k: [int(i) for i in np.flatnonzero(patient.labels[k].any(axis=(1, 2)))] for k in label_names},
         "label_voxels": {k: int(patient.labels[k].sum()) for k in label_names},
+        "preprocess_seconds": time.perf_counter() - started,
     }
     tmp = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)

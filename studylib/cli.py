@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def _cohort_init(args) -> int:
     labels = {}
     for item in args.label or []:
         if "=" not in item:
-            raise SystemExit(f"--label takes NAME=FILE, got '{item}'")
+            raise ValueError(f"--label takes NAME=FILE, got '{item}'")
         name, fname = item.split("=", 1)
         labels[name] = fname
     spec, skipped = init_cohort(args.dir, args.ct, args.pet, labels, args.out, mri=args.mri, name=args.name,
@@ -126,6 +127,7 @@ def _report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m studylib", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate the synthetic PET-CT osteomyelitis cohort")
@@ -218,9 +220,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except ANTICIPATED as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the same command resumes", file=sys.stderr)
+        return 130
+
+
+# Failures a user can cause or meet (bad input, I/O, a refused checkpoint, a failed registration or run, a locked
+# results folder: CohortError, ImageReadError, SplitError are ValueErrors; CheckpointError, RegistrationError,
+# ResultsLockedError are RuntimeErrors): one line naming the file or patient. Anything else is a bug and keeps
+# its traceback.
+ANTICIPATED = (ValueError, OSError, RuntimeError, subprocess.SubprocessError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError's file name included)."""
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in str(err):
+        text = f"{err.strerror or err}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -17,12 +17,20 @@ A cohort is described by a ``cohort.json`` (patient-centred, like nnU-Net's ``da
 Images may be NIfTI files or DICOM series folders; labels may be NIfTI masks, an ROI of a DICOM RTSTRUCT
 (``"rtstruct:ROI_NAME:path/RS.dcm"``) or a segment of a DICOM SEG (``"seg:SEGMENT_LABEL:path/seg.dcm"``). Patient identifiers are the dictionary keys (folder names),
 never DICOM patient-identity tags.
+
+The structure between the colons selects what is read from the RTSTRUCT or SEG (``dicom.select_structures``):
+
+- ``seg:#3:path/seg.dcm`` - segment (or ROI) number 3;
+- ``seg:GTV:path/seg.dcm`` - the one segment labelled ``GTV``; when several segments share that label this is an
+  error listing their numbers (archives label every metastasis "Neoplasm, Secondary": nothing is picked silently);
+- ``seg:Neoplasm, Secondary*:path/seg.dcm`` - every segment labelled ``Neoplasm, Secondary``, as one mask.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +39,21 @@ from .modalities import CHANNELS
 
 class CohortError(ValueError):
     """A cohort description or one of its files is invalid; the message names patient and file."""
+
+
+# Patient ids and label names become folder and file names (cache, runs, predictions): one path component from a
+# portable character set, so that no identifier can point outside the results folder ('..', '/', absolute paths)
+# or mean different files on case-folding or Windows file systems. '__' separates the parts of run and prediction
+# names, so a label may not contain it.
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_identifier(value: object, what: str, where: str | os.PathLike) -> str:
+    """``value`` if it is a safe identifier (one path component, ``[A-Za-z0-9._-]``, no ``..``), else a ``CohortError``."""
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value or "__" in value:
+        raise CohortError(f"{where}: {what} {value!r} is not a safe identifier (1-128 characters of A-Z a-z 0-9 . _ -, "
+                          "starting with a letter or digit, without '..' or '__'): identifiers become file names")
+    return value
 
 
 @dataclass
@@ -85,12 +108,13 @@ class Cohort:
         return all(channel in p.images for p in self.patients.values())
 
 
-LABEL_FORMS = ("rtstruct", "seg")  # label sources that name one structure inside a DICOM object
+LABEL_FORMS = ("rtstruct", "seg")  # label sources that name structures inside a DICOM object (#N, LABEL, LABEL*)
 
 
 def split_label_source(entry: str) -> tuple[str | None, str | None, str]:
     """``(form, structure, path)`` of a label source: ``("rtstruct", ROI, path)``, ``("seg", SEGMENT, path)``
-    or ``(None, None, path)`` for a mask file."""
+    or ``(None, None, path)`` for a mask file; the structure is a selector kept as written (``#N``, ``LABEL`` or
+    ``LABEL*``, see the module docstring)."""
     form = entry.split(":", 1)[0]
     if form in LABEL_FORMS and entry.count(":") >= 2:
         _, structure, path = entry.split(":", 2)
@@ -102,6 +126,13 @@ def _resolve(root: Path, entry: str) -> str:
     form, structure, rel = split_label_source(entry)
     path = str((root / rel).resolve())
     return f"{form}:{structure}:{path}" if form else path
+
+
+def _text(value: object, what: str, where: str | os.PathLike) -> str:
+    """``value`` if it is a non-empty string (a path or label source), else a ``CohortError`` naming ``where``."""
+    if not isinstance(value, str) or not value:
+        raise CohortError(f"{where}: '{what}' must be a file path, got {value!r}")
+    return value
 
 
 def load_cohort(path: str | os.PathLike) -> Cohort:
@@ -122,18 +153,36 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
         spec = json.loads(path.read_text(), object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as err:
         raise CohortError(f"{path}: not valid JSON ({err})") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise CohortError(f"{path}: cannot be read ({err})") from err
+    if not isinstance(spec, dict):
+        raise CohortError(f"{path}: a cohort description is a JSON object, got {type(spec).__name__}")
     for key in ("patients", "labels"):
         if key not in spec:
             raise CohortError(f"{path}: missing key '{key}'")
-    root = (path.parent / spec.get("root", ".")).resolve()
+        if not isinstance(spec[key], dict):
+            raise CohortError(f"{path}: '{key}' must map names to entries, got a {type(spec[key]).__name__}")
+    for name in spec["labels"]:
+        check_identifier(name, "label name", path)
+    root = (path.parent / _text(spec.get("root", "."), "root", path)).resolve()
     patients: dict[str, PatientRecord] = {}
     for pid, entry in spec["patients"].items():
-        images = {m: Path(_resolve(root, entry[m])) for m in CHANNELS if m in entry}
+        check_identifier(pid, "patient id", path)
+        where = f"{path}: patient {pid}"
+        if not isinstance(entry, dict):
+            raise CohortError(f"{where}: the entry must be an object with 'ct', 'pet' and 'labels', got {entry!r}")
+        images = {m: Path(_resolve(root, _text(entry[m], m, where))) for m in CHANNELS if m in entry}
         if "ct" not in images or "pet" not in images:
             missing = [m for m in ("ct", "pet") if m not in images]
             raise CohortError(f"patient {pid}: missing modality {missing} in {path}")
-        labels = {name: _resolve(root, rel) for name, rel in entry.get("labels", {}).items()}
-        meta = Path(_resolve(root, entry["meta"])) if "meta" in entry else None
+        entry_labels = entry.get("labels", {})
+        if not isinstance(entry_labels, dict):
+            raise CohortError(f"{where}: 'labels' must map label names to files, got {entry_labels!r}")
+        unknown_labels = sorted(set(entry_labels) - set(spec["labels"]))
+        if unknown_labels:
+            raise CohortError(f"{where}: labels {unknown_labels} are not declared in 'labels' ({sorted(spec['labels'])})")
+        labels = {name: _resolve(root, _text(rel, f"label {name}", where)) for name, rel in entry_labels.items()}
+        meta = Path(_resolve(root, _text(entry["meta"], "meta", where))) if "meta" in entry else None
         patients[pid] = PatientRecord(pid, images, labels, meta)
     train_labels = spec.get("train_labels") or list(spec["labels"])
     unknown = set(train_labels) - set(spec["labels"])
@@ -184,6 +233,9 @@ def init_cohort(
         raise CohortError(f"{data_dir} is not a folder")
     patients, skipped = {}, []
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        if not IDENTIFIER.fullmatch(folder.name) or ".." in folder.name or "__" in folder.name:
+            skipped.append(f"{folder.name}: the folder name is not a safe patient id (A-Z a-z 0-9 . _ -, no '..' or '__')")
+            continue
         entry: dict = {}
         missing = []
         for modality, fname in (("ct", ct), ("pet", pet), ("mri", mri)):

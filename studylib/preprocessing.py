@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .cohort import split_label_source
 from .imageio import ImageReadError, check_binary_mask, check_finite, image_from_array, read_image, same_grid
-from .registration import RegistrationResult, register_pet_to_ct, resample_to
+from .registration import RegistrationError, RegistrationResult, register_pet_to_ct, resample_to
 
 EPSILON = 1e-8
 
@@ -130,7 +130,10 @@ def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0, label
     pet_array = check_finite(pet, pid, record.images["pet"])
     if float(pet_array.max()) - float(pet_array.min()) <= 0:
         raise ImageReadError(f"patient {pid}: PET {record.images['pet']} is constant ({float(pet_array.max()):g})")
-    reg = register_pet_to_ct(ct, pet, mode=registration, seed=seed)
+    try:
+        reg = register_pet_to_ct(ct, pet, mode=registration, seed=seed)
+    except RegistrationError as err:
+        raise RegistrationError(f"patient {pid}: PET {record.images['pet']} onto CT {record.images['ct']}: {err}") from err
     channels = {
         "ct": sitk.GetArrayFromImage(ct).astype(np.float32),
         "pet": sitk.GetArrayFromImage(resample_to(pet, ct, reg.transform)),

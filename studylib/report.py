@@ -24,6 +24,7 @@ from .claims import VERDICT_RULES, claims_table
 from .config import Profile, load_profile
 from .modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
 from .paper import load_paper
+from .results_lock import results_lock
 from .study import RunParams
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
@@ -150,7 +151,7 @@ def abstract(ctx: ReportContext) -> str:
         _, mean, _ = agg.table2(pp)
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
         text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."
-    if ctx.agreement:
+    if "dice_ab_mean" in ctx.agreement:  # a single-label study has no agreement to state
         text += (f" The two annotations agree with Dice {ctx.agreement['dice_ab_mean']:.2f} and voxel kappa "
                  f"{ctx.agreement['kappa_voxel_mean']:.2f} (paper: kappa {load_paper().kappa}).")
     verdicts = ctx.claims.verdict.value_counts()
@@ -680,11 +681,12 @@ def render_report(results: str | os.PathLike, force_fallback: bool = False) -> P
     results = Path(results).resolve()
     ReportContext.load(results)  # fail early with a clear message
     out_dir = results / "report"
-    if shutil.which("quarto") and not force_fallback:
-        env = {**os.environ, "PETCT_RESULTS": str(results)}
-        subprocess.run(["quarto", "render", str(REPORT_DIR), "--output-dir", str(out_dir)], check=True, env=env)
-        return out_dir / "index.html"
-    return _fallback_render(results, out_dir / "index.html")
+    with results_lock(results):
+        if shutil.which("quarto") and not force_fallback:
+            env = {**os.environ, "PETCT_RESULTS": str(results)}
+            subprocess.run(["quarto", "render", str(REPORT_DIR), "--output-dir", str(out_dir)], check=True, env=env)
+            return out_dir / "index.html"
+        return _fallback_render(results, out_dir / "index.html")
 
 
 __all__ = ["MODALITY_CHANNELS", "ReportContext", "render_report", "parse_qmd", "cross_references", "markdown_table"]

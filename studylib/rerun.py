@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .results_lock import results_lock
 from .study import RunParams, execute_notebook_run
 from .training import load_checkpoint
 
@@ -64,7 +65,9 @@ def rerun(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, thre
         params = dataclasses.replace(params, threads=threads)
     params = dataclasses.replace(params, run_dir=str(target))
     env = {"OMP_NUM_THREADS": str(params.threads), "MKL_NUM_THREADS": str(params.threads)} if params.threads else {}
-    execute_notebook_run(params, env)
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    with results_lock(target.parent.parent):  # the folder that holds the re-run's runs/
+        execute_notebook_run(params, env)
     rows = [compare_per_patient(run_dir / "per_patient.csv", target / "per_patient.csv"),
             compare_checkpoints(run_dir / "best.pt", target / "best.pt")]
     table = pd.DataFrame(rows)

@@ -24,6 +24,11 @@ def make_splits(patient_ids: list[str], folds: int = 5, val_fraction: float = 0.
         raise SplitError("duplicate patient ids")
     if folds < 2 or folds > len(ids):
         raise SplitError(f"need 2 <= folds <= patients, got folds={folds} for {len(ids)} patients")
+    largest_test = -(-len(ids) // folds)
+    if len(ids) - largest_test < 2:  # the patients outside a fold's test set must fill train and validation
+        raise SplitError(f"{len(ids)} patients in {folds} folds leave {len(ids) - largest_test} patient(s) outside the "
+                         f"largest test set ({largest_test}), but every fold needs at least one training and one "
+                         f"validation patient: add patients or use more folds (at most {len(ids)})")
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(ids))
     if strata:

@@ -26,6 +26,7 @@ from .metrics import agreement, patient_metrics
 from .modalities import MODALITY_CHANNELS
 from .models import CONDITIONED, build_run_model, count_parameters, with_style_planes
 from .parallel import map_in_processes
+from .results_lock import results_lock
 from .splits import load_or_make_splits
 from .training import bf16_autocast, convergence, load_checkpoint, resolve_device, train_model
 
@@ -62,10 +63,22 @@ def environment_record() -> dict:
 
 def _cache_one(args) -> dict:
     record, preprocess, cache_dir, seed, derived, readers = args
-    start = time.perf_counter()
     cached = cache_patient(record, preprocess, cache_dir, seed, derived, readers)
-    return {"patient_id": record.patient_id, "seconds": time.perf_counter() - start, **{
+    # the time it took to build the cache (not to find it again), so a resumed study keeps the first figures
+    return {"patient_id": record.patient_id, "seconds": cached.meta.get("preprocess_seconds"), **{
         f"registration_{k}": v for k, v in cached.meta["registration"].items() if k in ("mode", "metric_before", "metric_after")}}
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` atomically unless the file already holds it (a finished study rewrites nothing)."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
@@ -390,16 +403,24 @@ def prepare_study(profile_name: str, out: str | os.PathLike, cohort: str | None 
                   progress: bool = True) -> Path:
     """Stage 1 (``prepare``): profile snapshot, cohort, slice cache, splits, the plan, the cohort QA notebook."""
     out = Path(out).resolve()
+    if cohort:
+        load_cohort(cohort)  # a bad cohort (an id such as '../x') is refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    with results_lock(out):
+        return _prepare(profile_name, out, cohort, jobs, progress)
+
+
+def _prepare(profile_name: str, out: Path, cohort: str | None, jobs: int, progress: bool) -> Path:
+    """The prepare stage's work, under the results folder's lock."""
     profile = load_profile(write_profile_snapshot(profile_name, out / "profile.yaml"))
     cohort_obj = load_cohort(ensure_cohort(profile, cohort, out))
     cache_dir = out / "cache"
-    prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(out / "preprocess.csv", index=False)
+    write_if_changed(out / "preprocess.csv", prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(index=False))
     strata = {pid: str(cohort_obj.patient(pid).read_meta().get("implant") or "none") for pid in cohort_obj.patient_ids}
     load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
     runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", None)
     # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
-    (out / "plan.json").write_text(json.dumps({
+    write_if_changed(out / "plan.json", json.dumps({
         "cohort": os.path.relpath(cohort_obj.path, out), "runs": [r.run_id for r in runs],
         "primary_background_fraction": profile.study.background_fractions[0]}, indent=1))
     cohort_nb = out / "notebooks" / "01_cohort.ipynb"
@@ -427,7 +448,12 @@ def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True, execu
     ``executor`` decides where the runs execute (default: ``jobs`` local worker processes).
     """
     out = Path(out).resolve()
-    executor = executor or LocalExecutor(jobs)
+    with results_lock(out):
+        return _run_grid(out, jobs, progress, executor or LocalExecutor(jobs))
+
+
+def _run_grid(out: Path, jobs: int, progress: bool, executor: Executor) -> dict:
+    """The run stage's work, under the results folder's lock."""
     runs = planned_params(out, executor.threads)
     todo = [r for r in runs if not run_is_finished(r)]
     failures = []
@@ -439,10 +465,9 @@ def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True, execu
                                  "traceback": "".join(traceback.format_exception(error, limit=2))})
             bar.update(1)
             bar.set_postfix(failed=len(failures))
-    (out / "failures.json").write_text(json.dumps(failures, indent=1))
-    if failures:
-        for f in failures:
-            print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
+    for f in failures:  # first, so that they are said even when the disk is full
+        print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
+    write_if_changed(out / "failures.json", json.dumps(failures, indent=1))
     return {"runs": len(runs), "finished": sum(run_is_finished(r) for r in runs), "skipped_as_done": len(runs) - len(todo),
             "failed": failures, "execution": executor.record()}
 
@@ -450,21 +475,28 @@ def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True, execu
 def aggregate_study(out: str | os.PathLike) -> None:
     """Stage 3 (``aggregate``): tables, tests and figures of the finished planned runs (notebook 03)."""
     out = Path(out).resolve()
-    execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
-                     {"results": ".", "profile": "profile.yaml"}, cwd=out)
+    if not (out / "plan.json").exists():
+        raise FileNotFoundError(f"{out} is not prepared (no plan.json): run `python -m studylib prepare` first")
+    with results_lock(out):
+        execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
+                         {"results": ".", "profile": "profile.yaml"}, cwd=out)
 
 
 def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
               progress: bool = True, executor: Executor | None = None) -> dict:
     """The whole study: ``prepare``, ``run`` and ``aggregate``, then ``study.json`` (resumable at every stage)."""
     started = time.perf_counter()
-    out = prepare_study(profile_name, out, cohort, jobs, progress)
-    record = run_grid(out, jobs, progress, executor)
-    if record["finished"]:
-        aggregate_study(out)
-    plan = json.loads((out / "plan.json").read_text())
-    record = {"profile": load_profile(out / "profile.yaml").name, "cohort": plan["cohort"], **record,
-              "planned_runs": plan["runs"], "wall_seconds": time.perf_counter() - started,
-              "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
-    (out / "study.json").write_text(json.dumps(record, indent=1))
+    if cohort:
+        load_cohort(cohort)  # refused before anything is written
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with results_lock(Path(out).resolve()):  # one lock over all three stages: no other writer between them
+        out = prepare_study(profile_name, out, cohort, jobs, progress)
+        record = run_grid(out, jobs, progress, executor)
+        if record["finished"]:
+            aggregate_study(out)
+        plan = json.loads((out / "plan.json").read_text())
+        record = {"profile": load_profile(out / "profile.yaml").name, "cohort": plan["cohort"], **record,
+                  "planned_runs": plan["runs"], "wall_seconds": time.perf_counter() - started,
+                  "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
+        write_if_changed(out / "study.json", json.dumps(record, indent=1))
     return record

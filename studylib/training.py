@@ -83,8 +83,11 @@ def seed_everything(seed: int, deterministic: bool | None, device: torch.device)
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:  # a full disk must not leave a stray partial file beside the last good checkpoint
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

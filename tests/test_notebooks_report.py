@@ -126,6 +126,41 @@ def test_predict_cli_on_trained_run(tiny_study, tmp_path):
     assert set(pd.read_csv(tmp_path / "metrics.csv").ground_truth) == {"label_a", "label_b", "truth"}
 
 
+def test_predict_a_patient_without_labels(tiny_study, tmp_path, capsys):
+    """The README's 'apply to new patients': a patient without any label is predicted, not scored."""
+    from studylib.cli import main
+
+    out, _ = tiny_study
+    cohort = out / "cohort"
+    spec = json.loads((cohort / "cohort.json").read_text())
+    spec["root"] = str(cohort)
+    spec["patients"] = {"NEW1": {**{k: v for k, v in spec["patients"]["P001"].items() if k != "meta"}, "labels": {}}}
+    (tmp_path / "cohort.json").write_text(json.dumps(spec))
+    run = out / "runs" / "dual__label_a__fold0__seed0__bg10"
+    assert main(["predict", "--model", str(run), "--cohort", str(tmp_path / "cohort.json"), "--out",
+                 str(tmp_path / "pred")]) == 0
+    assert (tmp_path / "pred" / "predictions" / "NEW1.nii.gz").exists()
+    assert not (tmp_path / "pred" / "metrics.csv").exists() and "metrics" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_single_label_study_reports(quick_cohort, tmp_path):
+    """A cohort with one training label: the study runs and the report renders (no rater agreement to state)."""
+    from studylib.report import render_report
+    from studylib.study import run_study
+
+    spec = json.loads((quick_cohort / "cohort.json").read_text())
+    spec.update(root=str(quick_cohort), train_labels=["label_a"])
+    (tmp_path / "cohort.json").write_text(json.dumps(spec))
+    (tmp_path / "one_label.yaml").write_text(f"extends: {ROOT / 'tests' / 'tiny_profile.yaml'}\nname: one_label\n"
+                                             "study: {modalities: [dual]}\n")
+    record = run_study(str(tmp_path / "one_label.yaml"), tmp_path / "results", str(tmp_path / "cohort.json"),
+                       progress=False)
+    assert record["failed"] == [] and record["finished"] == 2
+    text = render_report(tmp_path / "results", force_fallback=True).read_text()
+    assert "single label" in text and "Table 1" in text
+
+
 @pytest.mark.slow
 def test_predict_writes_dicom_seg_that_reads_back(tiny_study, tmp_path, capsys):
     """predict --dicom-seg on the DICOM patient STS_002: the SEG references its CT and reads back as the mask."""
@@ -246,8 +281,13 @@ def test_stage_commands_resume_a_finished_study(tiny_study, capsys):
     from studylib.cli import main
 
     out, _ = tiny_study
+    written = {p: p.stat().st_mtime_ns for p in (out / "plan.json", out / "preprocess.csv", out / "profile.yaml",
+                                                 out / "splits.json")}
+    assert main(["prepare", "--profile", str(ROOT / "tests" / "tiny_profile.yaml"), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in written} == written  # a finished study rewrites nothing
     assert main(["run", "--results", str(out), "--jobs", "1"]) == 0
     assert '"skipped_as_done": 12' in capsys.readouterr().out
+    assert (out / "failures.json").read_text().strip() == "[]"
     assert main(["aggregate", "--results", str(out)]) == 0
     assert (out / "aggregate" / "convergence.csv").exists() and (out / "aggregate" / "regions.csv").exists()
 

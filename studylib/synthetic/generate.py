@@ -197,12 +197,29 @@ def generate_cohort(
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}' (choose from {sorted(SCALES)})")
     names = [name for name, _ in reader_names(readers)]
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
+    check_replaceable(final, overwrite)
+    # generated beside its destination and renamed into place at the end: an interrupted or concurrent generation
+    # never leaves a half-written cohort where a study would read it
+    partial = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        _write_cohort(partial, patients, seed, scale, with_mri, readers, names, progress, jobs)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    check_replaceable(final, overwrite)  # again: another process may have written it meanwhile
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return final
+
+
+def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: bool, readers: int, names: list[str],
+                  progress: bool, jobs: int | None) -> None:
+    """Generate every patient into ``out`` and write ``manifest.csv`` and ``cohort.json`` there."""
+    (out / COHORT_MARKER).write_text("written by python -m studylib synth; `synth --overwrite` may delete this folder\n")
     from ..parallel import map_in_processes
 
     tasks = [(f"P{index:03d}", seed, index, scale, with_mri, readers, out) for index in range(patients)]
@@ -245,4 +262,17 @@ def generate_cohort(
         "patients": spec_patients,
     }
     write_cohort_json(out / "cohort.json", spec)
-    return out
+
+
+COHORT_MARKER = ".petct-synthetic-cohort"  # written into every generated cohort: what --overwrite may delete
+
+
+def check_replaceable(folder: Path, overwrite: bool) -> None:
+    """Refuse to replace a non-empty ``folder`` unless asked to, and never one that ``synth`` did not write."""
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{folder} exists and is not empty; pass --overwrite to replace it")
+    if not (folder / COHORT_MARKER).is_file():
+        raise FileExistsError(f"{folder} was not written by `synth` (no {COHORT_MARKER} in it): --overwrite deletes only "
+                              "synthetic cohorts; choose another --out or remove the folder yourself")
