@@ -12,20 +12,23 @@ from torch import nn
 
 from .imageio import image_from_array, write_image
 from .preprocessing import restore_slices
-from .training import bf16_autocast
+from .training import configure_numerics, uses_bf16, warn_precision_departure
 
 
 @torch.no_grad()
 def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int], batch_size: int = 32,
-                   device: str | torch.device = "cpu", bf16: bool = True) -> torch.Tensor:
+                   device: str | torch.device = "cpu", precision: str = "fp32") -> torch.Tensor:
     """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S).
 
-    ``bf16`` follows the trainer's setting (``TrainConfig.bf16``), so the test sees the precision validation saw.
+    ``precision`` is the profile's (``TrainConfig.precision``), so the test sees the precision validation saw;
+    denormals are flushed as in training (``configure_numerics``).
     """
     device = torch.device(device)
+    configure_numerics(device)
+    autocast = uses_bf16(precision)
+    warn_precision_departure(device, precision)
     model = model.to(device, memory_format=torch.channels_last).eval()
     out = []
-    autocast = bf16_autocast(device, bf16)
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size][:, channel_index])).to(device).float()
         x = x.contiguous(memory_format=torch.channels_last)
@@ -36,9 +39,9 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
 
 
 def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: dict,
-                       batch_size: int = 32, device="cpu", fit: str = "pad", bf16: bool = True) -> np.ndarray:
+                       batch_size: int = 32, device="cpu", fit: str = "pad", precision: str = "fp32") -> np.ndarray:
     """3D probability map on the CT grid (z, y, x) from a cached patient's slices (``fit`` as they were cached)."""
-    probs = predict_slices(model, images, channel_index, batch_size, device, bf16)
+    probs = predict_slices(model, images, channel_index, batch_size, device, precision)
     size_x, size_y = ct_geometry["size"][0], ct_geometry["size"][1]
     return restore_slices(probs, (size_y, size_x), fit).astype(np.float32)
 

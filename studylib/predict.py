@@ -65,7 +65,8 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         geometry = cached.meta["ct_geometry"]
         labels, body = load_native(cache_dir, pid)
         ct_files = choose_series(record.images["ct"], "CT", pid) if dicom_seg else []
-        for name, probs in predict_styles(model, cached, channels, params.label, styles, device, profile.train.bf16):
+        for name, probs in predict_styles(model, cached, channels, params.label, styles, device,
+                                          profile.train.precision):
             stem = f"{pid}__{name}" if styles else pid
             write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
             if dicom_seg:

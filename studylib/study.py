@@ -28,7 +28,7 @@ from .models import CONDITIONED, build_run_model, count_parameters, with_style_p
 from .parallel import map_in_processes
 from .results_lock import results_lock
 from .splits import load_or_make_splits
-from .training import bf16_autocast, convergence, load_checkpoint, resolve_device, train_model
+from .training import convergence, load_checkpoint, numerics_record, resolve_device, train_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -225,18 +225,18 @@ def styled(volume: tuple[torch.Tensor, torch.Tensor], style: int, styles: int) -
 
 
 def predict_styles(model: torch.nn.Module, cached, channels: list[str], label: str, styles: list[str], device,
-                   bf16: bool) -> list[tuple[str, np.ndarray]]:
+                   precision: str) -> list[tuple[str, np.ndarray]]:
     """(model name, 3D probabilities on the CT grid) of a test patient: one map named ``label``, or one per style
     of a style-conditioned model (named ``conditioned_<style>``)."""
     index = cached.channel_index(channels)
     geometry = cached.meta["ct_geometry"]
     if not styles:
         return [(label, probability_volume(model, cached.images, index, geometry, device=device, fit=cached.fit,
-                                          bf16=bf16))]
+                                          precision=precision))]
     images = np.asarray(cached.images[:, index])
     return [(f"{CONDITIONED}_{style}",
              probability_volume(model, with_style_planes(images, i, len(styles)), list(range(len(index) + len(styles))),
-                                geometry, device=device, fit=cached.fit, bf16=bf16))
+                                geometry, device=device, fit=cached.fit, precision=precision))
             for i, style in enumerate(styles)]
 
 
@@ -302,7 +302,8 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     for pid in fold["test"]:
         cached = load_cached(cache_dir, pid)
         labels, body = load_native(cache_dir, pid)
-        for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device, train.bf16):
+        for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device,
+                                                train.precision):
             name = f"{pid}__{model_name}" if styles else pid
             write_prediction(probs, cached.meta["ct_geometry"], pred_dir, name)
             for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
@@ -325,10 +326,11 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         "metrics": metric_summary(full) if not styles else {
             name: metric_summary(rows_of_style) for name, rows_of_style in full.groupby("train_label")},
         "environment": environment_record(),
-        # how it was executed: by which executor, and how many runs shared its GPU (0: no GPU)
+        # how it was executed: by which executor, how many runs shared its GPU (0: no GPU), in which precision
+        # (the profile's, with any departure of this machine), with denormals flushed or not, on which CPU
         "execution": {"executor": os.environ.get(EXECUTOR_ENV, "in-process"),
                       "runs_per_gpu": int(os.environ.get(RUNS_PER_GPU_ENV, "0")) if device.type == "cuda" else 0,
-                      "bf16": bool(bf16_autocast(device, train.bf16))},
+                      **numerics_record(device, train.precision)},
         "wall_seconds": time.perf_counter() - started,
     }
     tmp = run_dir / ".summary.json.tmp"

@@ -8,8 +8,11 @@ backward pass are captured as CUDA graphs (``torch.compile(mode="reduce-overhead
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
+import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,9 @@ from torch import nn
 
 from .augmentation import AugmentConfig, augment_batch
 from .losses import HybridLoss, hybrid_loss_from_sums
+
+# fp32: no autocast (IEEE fp32, no TF32 on CUDA either); bf16: bf16 autocast (bf16 operands, fp32 weights and sums)
+PRECISIONS = ("fp32", "bf16")
 
 
 class CheckpointError(RuntimeError):
@@ -41,13 +47,18 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     deterministic: bool | None = None  # None: off on CUDA (faster kernels), on request on; always on for CPU
-    bf16: bool = True  # bf16 autocast (CUDA, and CPUs with bf16 instructions: avx512_bf16 or AMX)
+    # training, validation and inference precision, the same on every device: "fp32" or "bf16" (autocast)
+    precision: str = "fp32"
     compile: bool | None = None  # capture the training step as CUDA graphs; None: on CUDA only
     channels_last: bool = True
     threads: int | None = None
     steps: int | None = None  # optimiser-step budget; when set, epochs = ceil(steps / batches per epoch)
     monitor: str = "val_loss"  # what early stopping and best.pt follow: "val_loss" or "val_dice" (3D, per volume)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        """Refuse a precision that is not one of ``PRECISIONS``."""
+        uses_bf16(self.precision)
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimiser steps in one epoch over ``n_train`` training slices (the last batch may be short)."""
@@ -116,22 +127,134 @@ class TrainResult:
     seconds: float
 
 
-def bf16_autocast(device: torch.device, requested: bool) -> bool:
-    """Whether bf16 autocast runs: on request, on CUDA and on CPUs with native bf16 (else it would be slower)."""
-    if not requested:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and cpu_has_bf16()
+def uses_bf16(precision: str) -> bool:
+    """Whether bf16 autocast runs: exactly when the profile's precision is bf16, on every device and CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision == "bf16"
+
+
+def cpu_features() -> dict:
+    """The CPU's model name and whether it has bf16 instructions (avx512_bf16, amx_bf16), from /proc/cpuinfo."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    fields = {}
+    for line in lines:  # the first processor's entry names the CPU (all cores of a machine share it)
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", fields.get("Features", "")).split())
+    return {"model": fields.get("model name") or platform.processor() or "unknown",
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU has bf16 dot-product instructions (avx512_bf16, amx_bf16), read from /proc/cpuinfo."""
+    """True when the CPU has bf16 dot-product instructions (avx512_bf16 or amx_bf16)."""
+    features = cpu_features()
+    return features["avx512_bf16"] or features["amx_bf16"]
+
+
+def precision_departure(device: torch.device, precision: str) -> str | None:
+    """How this machine departs from the profile's precision (None: it runs it natively).
+
+    The decision: run, warn once, record. bf16 autocast on hardware without bf16 instructions still computes on bf16
+    operands with fp32 weights and sums (oneDNN converts bf16 to fp32 exactly), so the run keeps the profile's
+    precision; it is slower (quick U-Net step, one core, oneDNN held to an ISA with ``ONEDNN_MAX_CPU_ISA``: 67 ms
+    with avx512_bf16, 196 ms on AVX-512 without it, 1071 ms on AVX2) and its outputs differ from a native machine's
+    by about one bf16 rounding step, as two CPUs' kernels always differ in their last bits. Refusing would bar the
+    paper profile from most CPUs for no numerical reason; falling back to fp32 would be the silent hardware choice
+    that ``train.precision`` exists to remove.
+    """
+    if not uses_bf16(precision):
+        return None
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        return "bf16 emulated: this GPU has no native bf16 (before Ampere, compute capability 8.0); slower"
+    if device.type == "cpu" and not cpu_has_bf16():
+        return ("bf16 autocast on a CPU without avx512_bf16 or amx_bf16: emulated in fp32 arithmetic, several times "
+                "slower, outputs within a bf16 rounding step of a native machine's")
+    return None
+
+
+_warned_departures: set[str] = set()
+
+
+def warn_precision_departure(device: torch.device, precision: str) -> str | None:
+    """``precision_departure``, warned once per process (the run records it in ``summary.json`` too)."""
+    departure = precision_departure(device, precision)
+    if departure and departure not in _warned_departures:
+        _warned_departures.add(departure)
+        warnings.warn(f"train.precision {precision}: {departure}", RuntimeWarning, stacklevel=3)
+    return departure
+
+
+DENORMAL_BITS = 0x000AE398  # float32 bits of ~1e-39, below the smallest normal float32 (1.2e-38)
+
+
+def denormals_flushed() -> bool:
+    """True when a denormal multiplied in a parallel op comes out as zero on every intra-op thread."""
+    # each thread gets at least one chunk above torch's grain size (32768); built from integer bits, so no float
+    # operation can flush the input, and compared as integers, so DAZ cannot hide a surviving denormal
+    x = torch.full((65536 * torch.get_num_threads(),), DENORMAL_BITS, dtype=torch.int32).view(torch.float32)
+    return not bool(((x * 0.5).view(torch.int32) != 0).any())
+
+
+def _flush_openmp_threads() -> None:
+    """Set FTZ/DAZ on the OpenMP threads torch already started, by running ``set_flush_denormal`` in each.
+
+    The flags are per-thread state (x86 MXCSR): a thread copies its creator's when it starts and never again, so
+    ``torch.set_flush_denormal`` on this thread misses a pool that an earlier parallel op started (measured: half
+    of a two-thread multiply kept its denormals). ``GOMP_parallel`` is the entry point compiled OpenMP code calls
+    (GNU's runtime, which torch's wheels ship; LLVM's and Intel's export it for compatibility); it runs the callback
+    once on every thread of the team.
+    """
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        with open("/proc/self/maps") as maps:
+            libs = {line.split()[-1] for line in maps if any(n in line for n in ("libgomp", "libiomp", "libomp"))}
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: torch.set_flush_denormal(True))
+    for lib in sorted(libs):
+        try:
+            ctypes.CDLL(lib).GOMP_parallel(callback, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+            return
+        except (OSError, AttributeError):
+            continue
+
+
+def configure_cpu_numerics() -> bool:
+    """Flush denormals to zero on this thread and every intra-op thread; True when all of them flush.
+
+    Flushed, values below 1.2e-38 count as zero on every CPU, as native bf16 dot products (VDPBF16PS) always
+    treat them; kept, their arithmetic takes a microcode assist on many Intel CPUs whose cost varies by model (on
+    the AMD EPYC here it cost nothing measurable: ``benchmarks/cpu_speed.py``). Called by ``train_model`` and the
+    inference entry points, in every process that computes; warns once where the flags cannot be set (each run
+    records ``denormals_flushed``).
+    """
+    torch.set_flush_denormal(True)
+    if not denormals_flushed():
+        _flush_openmp_threads()
+    flushed = denormals_flushed()
+    if not flushed and "denormals" not in _warned_departures:
+        _warned_departures.add("denormals")
+        warnings.warn("denormals are not flushed to zero on every intra-op thread", RuntimeWarning, stacklevel=2)
+    return flushed
+
+
+def configure_numerics(device: torch.device) -> bool:
+    """Denormals flushed on the CPU (``configure_cpu_numerics``); on CUDA fp32 means IEEE fp32, never TF32."""
+    flushed = configure_cpu_numerics()
+    if device.type == "cuda":  # cuDNN would use TF32 for fp32 convolutions on Ampere and later: a hardware choice
+        # the flags every torch >= 2.2 reads; setting only torch 2.9's conv.fp32_precision makes them raise
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return flushed
+
+
+def numerics_record(device: torch.device, precision: str) -> dict:
+    """What a run computed with: the profile's precision, any departure from it, denormal flushing, the CPU."""
+    return {"precision": precision, "precision_departure": precision_departure(device, precision),
+            "denormals_flushed": denormals_flushed(), "cpu": cpu_features()}
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -264,8 +387,10 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
     use_cuda = device.type == "cuda"
     if config.threads:
         torch.set_num_threads(config.threads)
+    configure_numerics(device)  # after the thread count: threads started later inherit the flags
     seed_everything(config.seed, config.deterministic if use_cuda else True, device)
-    autocast = bf16_autocast(device, config.bf16)
+    autocast = uses_bf16(config.precision)
+    warn_precision_departure(device, config.precision)
     model = model.to(device)
     if config.channels_last:  # faster on CUDA and on CPU (oneDNN): 95 -> 70 ms per quick-profile step on one core
         model = model.to(memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -175,3 +176,75 @@ def test_validation_loss_does_not_depend_on_batching():
     large, _ = evaluate_volumes(Empty(), [(x, y)], HybridLoss(0.5), 8, torch.device("cpu"), False)
     assert small == pytest.approx(large)
     assert small > 0.45  # the Dice half of the loss is ~1 for an empty prediction of a non-empty volume
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_comes_from_the_profile_not_the_cpu(tmp_path, monkeypatch, precision):
+    """The same autocast in training, validation and inference whether or not the CPU has bf16 instructions;
+    a CPU without them only adds a recorded (and warned) departure."""
+    from studylib import training
+
+    x, y = _tiny_data(2)
+    images = x.numpy().astype(np.float16)
+    geometry = {"size": [32, 32, 4], "spacing": [1.0, 1.0, 1.0], "origin": [0.0, 0.0, 0.0],
+                "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    seen = {}
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(training, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        monkeypatch.setattr(training, "_warned_departures", set())
+        model = UNet(2, (4, 8, 16, 32), 32)
+        dtypes = []  # the dtype of the first convolution's output: bfloat16 exactly when autocast ran
+        model.encoders[0][0].register_forward_hook(lambda module, args, out, dtypes=dtypes: dtypes.append(out.dtype))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_model(model, x, y, [(x, y)], TrainConfig(epochs=1, batch_size=4, precision=precision),
+                        tmp_path / f"{precision}_{has_bf16}", progress=False)
+            probability_volume(model, images, [0, 1], geometry, precision=precision)
+        departs = precision == "bf16" and not has_bf16
+        assert sum("without avx512_bf16" in str(w.message) for w in caught) == departs  # warned once, not twice
+        record = training.numerics_record(torch.device("cpu"), precision)
+        assert record["precision"] == precision and (record["precision_departure"] is not None) == departs
+        assert record["denormals_flushed"] and set(record["cpu"]) == {"model", "avx512_bf16", "amx_bf16"}
+        seen[has_bf16] = set(dtypes)
+    assert seen[True] == seen[False] == {torch.bfloat16 if precision == "bf16" else torch.float32}
+
+
+def test_profiles_state_their_precision():
+    from studylib.config import load_profile
+
+    assert load_profile("paper").train.precision == "bf16"
+    for name in ("quick", "quick_dev", "quick_real", "multirater"):
+        assert load_profile(name).train.precision == "fp32", name
+    assert "denormal" in load_profile("paper").assumptions["numerics.denormals"]
+    with pytest.raises(ValueError, match="train.precision"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(TypeError):
+        TrainConfig(bf16=True)  # the old switch is gone: profiles state a precision
+
+
+DENORMAL_PROBE = """
+import torch
+from studylib.training import DENORMAL_BITS, configure_cpu_numerics
+
+torch.set_num_threads(4)
+
+
+def survivors():
+    # a ~1e-39 float32 from integer bits, halved in one parallel op over 4 chunks (one per intra-op thread)
+    x = torch.full((4 * 65536,), DENORMAL_BITS, dtype=torch.int32).view(torch.float32)
+    return ((x * 0.5).view(torch.int32) != 0).view(4, -1).any(1).tolist()
+
+
+before = survivors()  # starts the OpenMP threads while denormals are still kept: the hard case
+flushed = configure_cpu_numerics()  # what train_model and predict_slices call
+print(before, survivors(), flushed)
+"""
+
+
+def test_denormals_are_flushed_on_every_intra_op_thread():
+    """In a fresh process whose OpenMP threads already run, a denormal halved on any of 4 threads becomes zero."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", DENORMAL_PROBE], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == "[True, True, True, True] [False, False, False, False] True"
