@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from studylib.config import load_profile
 from studylib.losses import HybridLoss
 from studylib.models import UNet
 from studylib.training import TrainConfig, train_model
@@ -93,6 +94,9 @@ def naive_images_per_s(model, images, masks, steps, batch, device) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
+PRECISION = load_profile("paper").train.precision  # the trainer as the paper profile runs it (bf16)
+
+
 def trainer_rates(widths: tuple[int, ...], steps: int, batch: int, size: int, epochs: int, threads: int | None,
                   barrier=None) -> dict:
     """The committed trainer (its defaults for the device): images/s of each timed epoch, and the timed window.
@@ -107,14 +111,15 @@ def trainer_rates(widths: tuple[int, ...], steps: int, batch: int, size: int, ep
     torch.manual_seed(0)
     model = UNet(2, widths, 2 * widths[-1])
     with tempfile.TemporaryDirectory() as tmp:
-        train_model(model, images, masks, val, TrainConfig(epochs=1, batch_size=batch, threads=threads), tmp,
-                    progress=False)
+        train_model(model, images, masks, val, TrainConfig(epochs=1, batch_size=batch, threads=threads,
+                                                           precision=PRECISION), tmp, progress=False)
     if barrier is not None:
         barrier.wait()
     began = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         result = train_model(model, images, masks, val, TrainConfig(epochs=epochs, batch_size=batch, patience=10 ** 6,
-                                                                    threads=threads), tmp, progress=False)
+                                                                    threads=threads, precision=PRECISION), tmp,
+                             progress=False)
     return {"rates": [r["images_per_s"] for r in result.log], "window": (began, time.time())}
 
 
