@@ -14,6 +14,22 @@ class ImageReadError(ValueError):
     """An image could not be read or holds invalid values; the message names patient and file."""
 
 
+# Where an image came from, kept in the SimpleITK image's own metadata dictionary, so that a label read against it
+# (a SEG, an RTSTRUCT) can be checked against it and its errors can name the patient and both files. Filters and
+# CopyInformation do not carry these keys on, and ITK's NIfTI writer does not write them.
+SOURCE_KEY = "studylib|source"
+PATIENT_KEY = "studylib|patient"
+FRAME_OF_REFERENCE_KEY = "0020|0052"  # DICOM series only: a NIfTI file carries no UIDs
+STUDY_KEY = "0020|000d"
+SERIES_KEY = "0020|000e"
+
+# A CT in HU of a body holds some air (about -1000 HU: around the body, in the lungs or bowel; every real crop of
+# 5 cm around a limb tumour in ../shared/realdata reaches -1000). A lowest value above -500 HU means no air at all,
+# which is what a CT in stored units looks like (0..4095 with air near 0: RescaleSlope/Intercept missing or not
+# applied); the body mask (above -500 HU) would then be the whole volume.
+CT_AIR_CEILING_HU = -500.0
+
+
 def read_image(path: str | os.PathLike, patient_id: str = "?", modality: str | None = None) -> sitk.Image:
     """Read a NIfTI/MHA file or a DICOM series folder (PET converted to SUV) as a SimpleITK image."""
     path = Path(path)
@@ -30,7 +46,48 @@ def read_image(path: str | os.PathLike, patient_id: str = "?", modality: str | N
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise ImageReadError(f"patient {patient_id}: cannot read {path} (unreadable or truncated: {first})") from err
+    check_volume(image, patient_id, path)
+    if (modality or "").upper() == "CT":
+        check_ct_hu(image, patient_id, path)
+    return tag_source(image, path, patient_id)
+
+
+def tag_source(image: sitk.Image, path: str | os.PathLike, patient_id: str) -> sitk.Image:
+    """``image`` with the file it was read from and its patient recorded in its metadata (see ``SOURCE_KEY``)."""
+    image.SetMetaData(SOURCE_KEY, str(path))
+    image.SetMetaData(PATIENT_KEY, str(patient_id))
     return image
+
+
+def image_tag(image: sitk.Image, key: str) -> str:
+    """One metadata value of ``image`` (a source key or a DICOM UID), '' when absent."""
+    return image.GetMetaData(key).strip() if image.HasMetaDataKey(key) else ""
+
+
+def image_source(image: sitk.Image) -> tuple[str, str]:
+    """(patient, file or folder) an image was read from; '?' and 'the given image' when it was not read here."""
+    return image_tag(image, PATIENT_KEY) or "?", image_tag(image, SOURCE_KEY) or "the given image"
+
+
+def check_volume(image: sitk.Image, patient_id: str, path: str | os.PathLike) -> None:
+    """Refuse anything but a 3D image of one value per voxel (a 4D series, a 2D slice, an RGB or vector image)."""
+    # SimpleITK already reads a 4D file whose 4th dimension is 1 as 3D, so only a real series of volumes gets here
+    if image.GetDimension() != 3:
+        size = "x".join(str(n) for n in image.GetSize())
+        raise ImageReadError(f"patient {patient_id}: {path} is a {image.GetDimension()}D image ({size}); "
+                             "a 3D volume is expected")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(f"patient {patient_id}: {path} has {image.GetNumberOfComponentsPerPixel()} values per "
+                             "voxel (an RGB or vector image); one value per voxel is expected")
+
+
+def check_ct_hu(image: sitk.Image, patient_id: str, path: str | os.PathLike) -> None:
+    """Refuse a CT that is not in HU: no voxel at or below ``CT_AIR_CEILING_HU`` (no air at all)."""
+    lowest = float(np.nanmin(sitk.GetArrayViewFromImage(image)))
+    if lowest > CT_AIR_CEILING_HU:
+        raise ImageReadError(f"patient {patient_id}: CT {path} is not in HU: its lowest value is {lowest:g}, above "
+                             f"{CT_AIR_CEILING_HU:g} HU (no air at all); stored units without RescaleSlope/"
+                             "RescaleIntercept applied?")
 
 
 def nifti_data_bytes(header: bytes) -> tuple[int, int]:

@@ -2,6 +2,9 @@
 
 Reading places each frame of the segment on the grid whose planes it lies on (the CT's, or the PET's, which the
 caller then resamples), by the frame's position in patient coordinates; nothing is assumed about frame order.
+A segment is named by number (``#3``), by its label when only one segment has it, or as ``LABEL*`` for every
+segment of that label as one mask (``dicom.select_structures``). A SEG is checked against the DICOM series it lies
+on: same frame of reference, and that series among those it references.
 Writing copies patient and study identity only from the source CT series (highdicom does, from the datasets
 given); nothing here invents or logs an identity.
 """
@@ -16,10 +19,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .imageio import ImageReadError
+from .dicom import select_structures
+from .imageio import FRAME_OF_REFERENCE_KEY, SERIES_KEY, ImageReadError, image_source, image_tag
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-_TOLERANCE_MM = 0.01  # positions and spacings must agree to 10 micrometres to count as the same grid
+
+# A frame lies on an image plane when its first pixel is within this fraction of a voxel of the plane's first
+# voxel (and its last pixel too, for the spacing). Real writers round ImagePositionPatient to 6-7 significant
+# digits (a 16-character DS), which puts frames up to ~0.02 voxel off the image's own slice positions; 0.1 voxel
+# accepts that and is still 5 times smaller than the half voxel that would move a frame to another slice.
+POSITION_TOLERANCE_VOXELS = 0.1
 
 
 def _open_seg(path: str | os.PathLike):
@@ -44,48 +53,92 @@ def _open_seg(path: str | os.PathLike):
 
 
 def segment_labels(path: str | os.PathLike) -> dict[str, int]:
-    """Segment label -> segment number of a SEG."""
-    return _segment_numbers(_open_seg(path))
+    """Segment label -> segment number of a SEG whose labels are unique (several segments of one label: an error)."""
+    names = segments(path)
+    numbers: dict[str, list[int]] = {}
+    for number, label in sorted(names.items()):
+        numbers.setdefault(label, []).append(number)
+    repeated = {label: found for label, found in numbers.items() if len(found) > 1}
+    if repeated:
+        raise ImageReadError(f"{path}: a label names several segments ({repeated}); use segments() or '#N'")
+    return {label: found[0] for label, found in numbers.items()}
 
 
-def _segment_numbers(seg) -> dict[str, int]:
-    return {str(item.SegmentLabel): int(item.SegmentNumber) for item in seg.SegmentSequence}
+def segments(path: str | os.PathLike) -> dict[int, str]:
+    """Segment number -> segment label of a SEG (labels may repeat)."""
+    return _segment_names(_open_seg(path))
+
+
+def _segment_names(seg) -> dict[int, str]:
+    return {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
 
 
 def _frame_index(position: Sequence[float], grid: sitk.Image, orientation: np.ndarray, spacing: tuple[float, float],
                  shape: tuple[int, int]) -> int | None:
-    """The slice of ``grid`` a frame lies on (its first pixel on the grid's first row and column), else None."""
+    """The slice of ``grid`` a frame lies on (its first pixel on the grid's first row and column), else None.
+
+    "On" is within ``POSITION_TOLERANCE_VOXELS``: for the first pixel, and for the last one given the spacing.
+    """
     direction = np.asarray(grid.GetDirection(), float).reshape(3, 3)
     if not np.allclose(orientation[:3], direction[:, 0], atol=1e-4) or \
             not np.allclose(orientation[3:], direction[:, 1], atol=1e-4):
         return None
-    if shape != (grid.GetSize()[1], grid.GetSize()[0]) or \
-            not np.allclose(spacing, grid.GetSpacing()[:2], atol=_TOLERANCE_MM):
+    if shape != (grid.GetSize()[1], grid.GetSize()[0]):
         return None
+    for frame_step, grid_step, count in zip(spacing, grid.GetSpacing()[:2], (shape[1], shape[0]), strict=True):
+        if abs(frame_step - grid_step) * count > POSITION_TOLERANCE_VOXELS * grid_step:
+            return None  # the frame's last pixel would lie off the grid's last voxel
     index = np.asarray(grid.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in position)))
     k = int(round(index[2]))
-    if np.abs(index[:2]).max() > 1e-3 or abs(index[2] - k) > 1e-3 or not 0 <= k < grid.GetSize()[2]:
+    if np.abs(index[:2]).max() > POSITION_TOLERANCE_VOXELS or abs(index[2] - k) > POSITION_TOLERANCE_VOXELS or \
+            not 0 <= k < grid.GetSize()[2]:
         return None
     return k
+
+
+def _referenced_series(seg) -> set[str]:
+    """SeriesInstanceUIDs a SEG says it was derived from (same study and other studies)."""
+    items = list(seg.get("ReferencedSeriesSequence", []))
+    for study in seg.get("StudiesContainingOtherReferencedInstancesSequence", []):
+        items += list(study.get("ReferencedSeriesSequence", []))
+    return {str(item.get("SeriesInstanceUID", "")) for item in items} - {""}
+
+
+def _identity_mismatch(seg, grid: sitk.Image) -> str | None:
+    """Why a SEG does not belong to the DICOM series ``grid`` was read from, else None."""
+    # A NIfTI image carries no UIDs: against it only geometry (the frame positions) can be checked.
+    grid_frame, grid_series = image_tag(grid, FRAME_OF_REFERENCE_KEY), image_tag(grid, SERIES_KEY)
+    seg_frame = str(seg.get("FrameOfReferenceUID", ""))
+    if grid_frame and seg_frame and seg_frame != grid_frame:
+        return f"its frame of reference {seg_frame} is not the image's {grid_frame}"
+    referenced = _referenced_series(seg)
+    if grid_series and referenced and grid_series not in referenced:
+        return f"it references series {', '.join(sorted(referenced))}, not the image's {grid_series}"
+    return None
 
 
 def read_seg_segment(path: str | os.PathLike, segment_label: str,
                      grids: Sequence[sitk.Image]) -> tuple[np.ndarray, int]:
     """Segment ``segment_label`` of a SEG as a uint8 (z, y, x) mask on the first of ``grids`` its frames lie on.
 
-    Returns the mask and the index of that grid. Errors name the file: not a SEG, no such segment (the
-    available labels are listed), or frames on none of the grids.
+    ``segment_label`` is ``#N`` (segment number N), a label naming one segment, or ``LABEL*`` (every segment of
+    that label, as one mask). Returns the mask and the index of that grid. Errors name the patient (from the
+    grids) and the file: not a SEG, no such segment (the available ones are listed), a label naming several
+    segments without ``*`` (their numbers are listed), a SEG of another frame of reference or series than the
+    image it lies on (both files named), or frames on none of the grids.
     """
-    seg = _open_seg(path)
-    labels = _segment_numbers(seg)
-    if segment_label not in labels:
-        raise ImageReadError(f"{path}: no segment '{segment_label}' (has {sorted(labels)})")
-    number = labels[segment_label]
+    patient = next((image_source(g)[0] for g in grids if image_source(g)[0] != "?"), "?")
+    who = f"patient {patient}: " if patient != "?" else ""
+    try:
+        seg = _open_seg(path)
+        numbers = set(select_structures(segment_label, _segment_names(seg), path, "segment"))
+    except ImageReadError as err:
+        raise ImageReadError(f"{who}{err}") from err
     shared = seg.SharedFunctionalGroupsSequence[0]
     frames = []
     for i, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
         identification = (group if "SegmentIdentificationSequence" in group else shared).SegmentIdentificationSequence
-        if int(identification[0].ReferencedSegmentNumber) != number:
+        if int(identification[0].ReferencedSegmentNumber) not in numbers:
             continue
         orientation = (group if "PlaneOrientationSequence" in group else shared).PlaneOrientationSequence[0]
         measures = (group if "PixelMeasuresSequence" in group else shared).PixelMeasuresSequence[0]
@@ -96,18 +149,29 @@ def read_seg_segment(path: str | os.PathLike, segment_label: str,
     try:
         pixels = np.asarray(seg.pixel_array)
     except Exception as err:
-        raise ImageReadError(f"{path}: the SEG's pixel data cannot be decoded ({type(err).__name__}: {err})") from err
+        raise ImageReadError(f"{who}{path}: the SEG's pixel data cannot be decoded ({type(err).__name__}: {err})") from err
     pixels = pixels.reshape((-1, *shape))
+    mismatches = [_identity_mismatch(seg, grid) for grid in grids]
+    refused = []
     for g, grid in enumerate(grids):
         slices = [_frame_index(position, grid, orientation, spacing, shape)
                   for _, position, orientation, spacing in frames]
         if any(k is None for k in slices):
             continue
+        if mismatches[g]:
+            refused.append(g)  # on this grid, but of another scan: another grid may still be its own
+            continue
         mask = np.zeros(grid.GetSize()[::-1], np.uint8)
         for (i, *_), k in zip(frames, slices, strict=True):
             mask[k] |= (pixels[i] > 0).astype(np.uint8)
         return mask, g
-    raise ImageReadError(f"{path}: segment '{segment_label}' lies on none of the given image grids "
+    if not refused and grids and all(mismatches):
+        refused = [0]  # a SEG of another scan altogether: say so rather than "on no grid"
+    if refused:
+        g = refused[0]
+        raise ImageReadError(f"{who}{path} does not label {image_source(grids[g])[1]}: {mismatches[g]} "
+                             "(a SEG of another scan or series)")
+    raise ImageReadError(f"{who}{path}: segment '{segment_label}' lies on none of the given image grids "
                          f"(its frames match neither the CT nor the PET planes)")
 
 
