@@ -16,13 +16,20 @@ from .statistics import bootstrap_ci, holm, paired_test
 
 ALPHA = 0.05
 MIN_PATIENTS = 5
+# "The same agreement" as the paper's kappa: within +-0.10, half the width of a Landis-Koch band (0.61-0.80 is
+# "substantial"), so that a kappa called the same cannot change band by more than half of one. Written down
+# before any kappa of a human-reader cohort was computed here.
+AGREEMENT_MARGIN = 0.10
 
 VERDICT_RULES = (
     f"**replicated**: the difference has the paper's direction and its Holm-corrected two-sided Wilcoxon p is "
     f"below {ALPHA}; **not replicated**: otherwise, which says whether the difference points the paper's way "
     f"(but is not significant) or the other way; **not testable here**: fewer than {MIN_PATIENTS} paired "
     "patients, a missing modality or label, or a claim this cohort cannot speak to (the agreement of the "
-    "paper's human readers cannot be tested on simulated readers). Families corrected together: the modality "
+    "paper's human readers cannot be tested on simulated readers). Agreement with human readers is judged by "
+    f"equivalence: **replicated** when the 95 % bootstrap CI of kappa lies within the paper's kappa ± "
+    f"{AGREEMENT_MARGIN:.2f}, **not replicated** when it lies wholly outside that band, **inconclusive** when it "
+    "straddles a bound (a wide interval is not evidence of the same agreement). Families corrected together: the modality "
     "comparisons of Table 1 (both labels), the four cross-evaluation comparisons of Table 2, and the volume "
     "comparison. Effect size: the matched-pairs rank-biserial r (+1: every patient favours the first named).")
 
@@ -116,7 +123,7 @@ def claims_table(per_patient: pd.DataFrame, agreement: pd.DataFrame | None = Non
 
 
 def agreement_claim(agreement: pd.DataFrame | None, synthetic_readers: bool) -> dict:
-    """The paper's kappa beside ours: testable only with human readers (a 95 % bootstrap CI must hold 0.66)."""
+    """The paper's kappa beside ours: testable only with human readers, by equivalence within ``AGREEMENT_MARGIN``."""
     kappa = load_paper().kappa
     row = {"claim": "agreement", "family": "agreement", "comparison": f"annotation agreement kappa = {kappa}",
            "metric": "kappa_voxel_body"}
@@ -130,6 +137,11 @@ def agreement_claim(agreement: pd.DataFrame | None, synthetic_readers: bool) -> 
         return {**row, "verdict": "not testable here",
                 "reason": f"simulated readers: kappa {values.mean():.2f} (95 % CI {low:.2f}-{high:.2f}) is an outcome "
                           "of the reader models, not a measurement of the paper's readers"}
-    holds = low <= kappa <= high
-    return {**row, "verdict": "replicated" if holds else "not replicated",
-            "reason": f"kappa {values.mean():.2f}, 95 % CI {low:.2f}-{high:.2f} {'holds' if holds else 'excludes'} {kappa}"}
+    lower, upper = kappa - AGREEMENT_MARGIN, kappa + AGREEMENT_MARGIN
+    interval = f"kappa {values.mean():.2f}, 95 % CI {low:.2f}-{high:.2f}"
+    if lower <= low and high <= upper:
+        return {**row, "verdict": "replicated", "reason": f"{interval} lies within {lower:.2f}-{upper:.2f}"}
+    if high < lower or low > upper:
+        return {**row, "verdict": "not replicated", "reason": f"{interval} lies outside {lower:.2f}-{upper:.2f}"}
+    return {**row, "verdict": "inconclusive",
+            "reason": f"{interval} straddles the equivalence band {lower:.2f}-{upper:.2f}"}

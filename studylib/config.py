@@ -39,7 +39,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     labels: list[str] | None = None  # training targets (default: the cohort's train_labels); may name derived ones
     readers: list[str] | None = None  # whose labels derived targets combine (default: the cohort's train_labels)
-    nsd_tolerance_mm: float = 2.0
+    nsd_tolerance_mm: float | None = None  # None: the cohort's largest voxel spacing (metrics.nsd_tolerance)
     background_fractions: list[float] = field(default_factory=lambda: [0.0])  # first: the primary setting
 
 

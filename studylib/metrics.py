@@ -21,6 +21,7 @@ reference voxel is a false positive (autoPET's FP/FN volume uses the same compon
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,6 +148,23 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray, voxel_ml: float) -> dict
     return {"lesions_ref": int(n_ref), "lesions_pred": int(n_pred), "lesion_tp": tp, "lesion_fp": fp, "lesion_fn": fn,
             "lesion_f1": 1.0 if denom == 0 else 2 * tp / denom,
             "fp_volume_ml": fp_vox * voxel_ml, "fn_volume_ml": fn_vox * voxel_ml}
+
+
+NSD_ROUNDING_MM = 0.5
+
+
+def nsd_tolerance(requested: float | None, spacings: Sequence[Sequence[float]]) -> float:
+    """The NSD tolerance (mm): ``requested`` if it is at least the largest voxel spacing of the cohort, else an
+    error; ``None``: that spacing rounded up to 0.5 mm. A tolerance below the voxel size scores the grid (a
+    boundary one voxel off fails it on coarse slices and passes on fine ones), not the segmentation."""
+    largest = max(max(float(v) for v in s) for s in spacings)
+    if requested is None:
+        return float(np.ceil(largest / NSD_ROUNDING_MM) * NSD_ROUNDING_MM)
+    if requested < largest:
+        raise ValueError(f"study.nsd_tolerance_mm {requested:g} mm is below the cohort's largest voxel spacing "
+                         f"{largest:.2f} mm: NSD would score the voxel grid; set it to at least {largest:.2f} or null "
+                         "(automatic)")
+    return float(requested)
 
 
 def patient_metrics(pred: np.ndarray, ref: np.ndarray, spacing, body: np.ndarray | None = None,

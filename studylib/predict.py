@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
             raise CohortError(f"a DICOM SEG references a DICOM CT series, but the CT of {', '.join(not_dicom)} is "
                               f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
     derived, readers = profile.derived_targets(cohort_obj)
+    # the tolerance the study scored with; runs from before it was recorded scored with the profile's value,
+    # whose default was then 2 mm
+    summary = model_dir / "summary.json"
+    recorded = json.loads(summary.read_text()).get("nsd_tolerance_mm") if summary.exists() else None
+    tolerance = recorded or profile.study.nsd_tolerance_mm or 2.0
     rows = []
     for pid in chosen:
         record = cohort_obj.patient(pid)
@@ -75,7 +81,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
                           version=package_version())
             if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
                 for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,
-                                            cohort_obj.train_labels, profile.study.nsd_tolerance_mm):
+                                            cohort_obj.train_labels, tolerance):
                     rows.append({"patient_id": pid, "model": model_dir.name, "style": name, **row})
     if not rows:
         return None

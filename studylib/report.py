@@ -184,11 +184,22 @@ def methods_table(ctx: ReportContext) -> str:
                          f"±{100 * train.augment.scale:g}%, translation ±{100 * train.augment.translation:g}%, "
                          f"shear ±{train.augment.shear_deg:g}°"),
         ("Evaluation", f"every axial slice predicted, restacked on the CT grid, threshold 0.5; per-patient 3D metrics "
-                       f"(NSD tolerance {p.study.nsd_tolerance_mm:g} mm) in two regions: `full` (every slice, primary) "
-                       f"and `lesion_extent` (slices within the z-extent of the union of the training labels)"),
+                       f"(NSD tolerance {nsd_text(ctx)}) in two regions: `full` (every slice, primary) "
+                       f"and `lesion_extent`, which is ground-truth-informed (only the slices within the z-extent of "
+                       f"the union of the patient's own training labels: the reference chooses what is scored)"),
         ("Grid", f"modalities {p.study.modalities} x labels {ctx.labels} x {p.study.folds} folds x seeds {p.study.seeds}"),
     ]
     return markdown_table(pd.DataFrame(rows, columns=["step", "as run"]))
+
+
+def nsd_text(ctx: ReportContext) -> str:
+    """The NSD tolerance the runs scored with, and where it came from."""
+    used = sorted({s["nsd_tolerance_mm"] for s in ctx.summaries if "nsd_tolerance_mm" in s})
+    if not used:
+        return f"{ctx.profile.study.nsd_tolerance_mm or 2:g} mm"
+    how = ("set by the profile and checked against the voxel spacing" if ctx.profile.study.nsd_tolerance_mm
+           else "the cohort's largest voxel spacing, rounded up to 0.5 mm")
+    return f"{', '.join(f'{v:g}' for v in used)} mm: {how}"
 
 
 def departures_table(ctx: ReportContext) -> str:
@@ -238,8 +249,11 @@ def regions_markdown(ctx: ReportContext) -> str:
                              aggfunc="first").reset_index()
     wide["modality"] = wide["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
     wide.columns.name = None
-    return ("`full`: every slice of the test volume (the primary analysis). `lesion_extent`: only the slices "
-            "within the z-extent of the union of the training labels, the same slices whichever label is scored. "
+    wide = wide.rename(columns={"lesion_extent": "lesion_extent (ground-truth-informed)"})
+    return ("`full`: every slice of the test volume (the primary analysis). `lesion_extent` is "
+            "**ground-truth-informed**: only the slices within the z-extent of the union of the patient's own "
+            "training labels, the same slices whichever label is scored; the reference chooses what is scored, so "
+            "it shows how well a model segments where the lesion is known to be, never how well it finds it. "
             "3D DSC, mean ± SD in %.\n\n" + markdown_table(wide))
 
 
@@ -557,6 +571,142 @@ def real_data_section(ctx: ReportContext) -> str:
                     ["group_a", "group_b", "n_pairs", "mean_difference", "p_holm", "rank_biserial"]].round(4)))
             return "\n".join(parts) + "\n"
     return "No real-cohort results folder was found next to this one (run the study with `--cohort` on a real cohort).\n"
+
+
+def smallest_testable_pairs(family_size: int, alpha: float) -> int:
+    """Fewest paired patients for which a two-sided exact Wilcoxon test, Holm-corrected over ``family_size`` tests,
+    can reach ``alpha`` at all (every patient favouring one side gives p = 2 / 2^n)."""
+    n = 1
+    while family_size * 2.0 ** (1 - n) >= alpha:
+        n += 1
+    return n
+
+
+def ct_sign_contrast(ctx: ReportContext) -> pd.DataFrame:
+    """Per synthetic patient: how far the CT signs of infection stand out of the CT noise (in noise SDs)."""
+    spec = ctx.cohort_spec
+    if "synthetic" not in spec:
+        return pd.DataFrame()
+    root = (ctx.cohort_path.parent / spec.get("root", ".")).resolve()
+    rows = []
+    for pid, entry in spec.get("patients", {}).items():
+        meta_path = root / entry.get("meta", "")
+        if "meta" not in entry or not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        noise, hu, signs = meta["ct_noise_hu"], meta["hu"], meta["ct_signs_hu"]
+        rows.append({"patient_id": pid, "involved_marrow": (signs["involved_marrow"] - hu["marrow"]) / noise,
+                     "lytic_destruction": (hu["cortex"] - signs["lytic"]) / noise})
+    return pd.DataFrame(rows)
+
+
+def limitations_markdown(ctx: ReportContext) -> str:
+    """What the tables can and cannot show, written from this results folder (seeds, folds, validation patients,
+    power, cohort, scale, precision and hardware, the CT-only arm, boundary metrics, regions)."""
+    from .claims import ALPHA
+
+    pp, profile, items = ctx.per_patient, ctx.profile, []
+    seeds = sorted({s["params"]["seed"] for s in ctx.summaries if "params" in s})
+    if len(seeds) == 1:
+        items.append(f"**Training variance is not measured.** Every cell was trained with one seed ({seeds[0]}): how "
+                     "much a model's scores move with its random initialisation and batch order is unknown, and each "
+                     "test compares one trained model per fold with another, not the two methods.")
+    else:
+        items.append(f"**Seeds.** Each cell was trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+                     "per-patient values are averaged over seeds before the tests, which treat patients, not seeds, "
+                     "as the unit.")
+    splits_path = ctx.results / "splits.json"
+    if splits_path.exists():
+        splits = json.loads(splits_path.read_text())
+        val = sorted({len(f["val"]) for f in splits})
+        test = sorted({len(f["test"]) for f in splits})
+        few = " Model selection on so few volumes is noisy: a checkpoint can win by one patient's luck." if min(val) < 3 else ""
+        items.append(f"**Model selection.** {len(splits)} folds; in each, {'-'.join(map(str, val))} validation "
+                     f"patient(s) choose every run's checkpoint and stopping epoch, and {'-'.join(map(str, test))} "
+                     f"are tested.{few}")
+    tested = ctx.claims[ctx.claims.family != "agreement"] if len(ctx.claims) else ctx.claims
+    if len(tested):
+        family = int(tested.groupby("family").size().max())
+        need = smallest_testable_pairs(family, ALPHA)
+        n = pp.patient_id.nunique()
+        items.append(f"**Power.** {n} test patients. With up to {family} comparisons corrected together (Holm), no "
+                     f"comparison can reach p < {ALPHA} with fewer than {need} paired patients, whatever the data; "
+                     "'not replicated' with a difference in the paper's direction means underpowered, not refuted.")
+    synthetic = "synthetic" in ctx.cohort_spec
+    readers = len(ctx.cohort_spec.get("train_labels", ctx.labels))
+    if synthetic:
+        items.append(f"**A synthetic cohort.** Patients, scanners and {readers} readers are simulated from literature "
+                     "values (listed under Data): the tables say how the method behaves on this simulation, not on "
+                     "patients. Agreement between the readers is an outcome of the reader models, so the paper's kappa "
+                     "cannot be tested; scanner, protocol and reader variation beyond the simulation are not "
+                     "represented.")
+    else:
+        disease = ctx.cohort_spec.get("disease", "a disease the cohort description does not name")
+        items.append(f"**A real cohort of {pp.patient_id.nunique()} test patients** ({disease}) with {readers} "
+                     "annotation(s): its readers are not the paper's, and conclusions about osteomyelitis hold only "
+                     "as far as the cohort shows osteomyelitis.")
+    if profile.name != "paper" and profile.departures:
+        shown = "; ".join(f"`{k}`" for k in list(profile.departures)[:6])
+        items.append(f"**Scale.** Profile `{profile.name}` departs from the paper in {len(profile.departures)} "
+                     f"setting{'s' if len(profile.departures) > 1 else ''} ({shown}{'; ...' if len(profile.departures) > 6 else ''}; reasons in the departures "
+                     "table). The paper-scale profile has not run in this results folder: its numbers are not these.")
+    environments = {s.get("environment", {}).get("device", "unknown") for s in ctx.summaries}
+    precisions = {str(s.get("execution", {}).get("precision", "bf16" if s.get("execution", {}).get("bf16") else "fp32"))
+                  for s in ctx.summaries}
+    items.append(f"**Precision and hardware.** The runs trained in {', '.join(sorted(precisions))} on "
+                 f"{', '.join(sorted(environments))}. CPU results repeat bit for bit on one machine; another CPU or a "
+                 "GPU may change the last digits (GPU kernels are not bit-deterministic by default).")
+    items += ct_arm_limitations(ctx)
+    own = agg.own_rows(pp)
+    empty = agg.empty_predictions(own)
+    if empty:
+        items.append(f"**Boundary metrics.** {empty} of {len(own)} test predictions (each model on its own label) are "
+                     "empty; their HD95 and ASSD are scored as the volume diagonal, so these are summarised by median "
+                     "and IQR with the empty count beside them, never by a mean.")
+    items.append(f"**NSD tolerance** {nsd_text(ctx)}. The `lesion_extent` region is ground-truth-informed: it crops "
+                 "each test volume to the z-extent of that patient's own labels, so it cannot show whether a model "
+                 "finds the lesion; the primary analysis is the `full` volume.")
+    return "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def ct_arm_limitations(ctx: ReportContext) -> list[str]:
+    """Why the CT-only arm scores what it scores, with the evidence this study has."""
+    pp = ctx.per_patient
+    if "ct" not in set(pp.modality):
+        return []
+    means = agg.own_rows(pp).groupby(["train_label", "modality"])["dsc"].mean()
+    parts = [f"`{label}`: CT {100 * means[(label, 'ct')]:.1f} % against PET {100 * means[(label, 'pet')]:.1f} %"
+             for label in ctx.labels if (label, "ct") in means and (label, "pet") in means]
+    paper_ct = load_paper().table1["ct"]["dsc"].mean
+    evidence = []
+    contrast = ct_sign_contrast(ctx)
+    if len(contrast):
+        evidence.append(f"the CT signs are visible in this cohort (involved marrow {contrast.involved_marrow.min():.0f}-"
+                        f"{contrast.involved_marrow.max():.0f} CT noise SDs above healthy marrow, lytic destruction "
+                        f"{contrast.lytic_destruction.min():.0f}-{contrast.lytic_destruction.max():.0f} SDs below "
+                        "cortex), so invisibility is not the cause")
+    localisation = ctx.results / "aggregate" / "localisation.csv"
+    if localisation.exists():
+        table = pd.read_csv(localisation)
+        ct = table[table.modality == "ct"]
+        if len(ct):
+            evidence.append("on the lesion's side of the body (chance 0.5): " + ", ".join(
+                f"`{r.train_label}` no prediction at all ({r.n_empty} empty)" if pd.isna(r.mean_on_lesion_side) else
+                f"`{r.train_label}` {r.mean_on_lesion_side:.2f} of the predicted voxels ({r.n_empty} empty "
+                "predictions)" for r in ct.itertuples()))
+    convergence = ctx.results / "aggregate" / "convergence.csv"
+    if convergence.exists():
+        table = pd.read_csv(convergence)
+        ct = table[table.run_id.str.startswith("ct__")]
+        if len(ct):
+            evidence.append(f"{int(ct.converged.fillna(False).astype(bool).sum())} of {len(ct)} CT-only runs converged "
+                            "by the written rule")
+    text = (f"**The CT-only arm** ({'; '.join(parts) or 'no CT/PET pair'}; the paper: {paper_ct:.1f} % DSC). Likely "
+            "causes: the method at this scale (a small network, a step budget, 2D slices), model selection on few "
+            "validation volumes, and, for the specific label, a criterion (strong uptake) that CT cannot show.")
+    if evidence:
+        text += " Evidence here: " + "; ".join(evidence) + "."
+    return [text]
 
 
 def reproducibility_section(ctx: ReportContext) -> str:

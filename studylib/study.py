@@ -22,7 +22,7 @@ from .cohort import Cohort, load_cohort
 from .config import Profile, load_profile, write_profile_snapshot
 from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV, Executor, LocalExecutor
 from .inference import probability_volume, write_prediction
-from .metrics import agreement, patient_metrics
+from .metrics import agreement, nsd_tolerance, patient_metrics
 from .modalities import MODALITY_CHANNELS
 from .models import CONDITIONED, build_run_model, count_parameters, with_style_planes
 from .parallel import map_in_processes
@@ -244,8 +244,8 @@ def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.n
                      nsd_tolerance_mm: float) -> list[dict]:
     """Metrics of one predicted volume against every label, in both evaluation regions.
 
-    ``full``: every slice (primary). ``lesion_extent``: the slices within the z-extent of the union of the
-    training labels, so that the region does not depend on which label is scored.
+    ``full``: every slice (primary). ``lesion_extent``, ground-truth-informed: the slices within the z-extent of
+    the union of the patient's training labels (the same whichever label is scored; the reference chooses them).
     """
     extent = lesion_extent([labels[k] for k in train_labels if k in labels])
     rows = []
@@ -254,6 +254,14 @@ def evaluate_patient(pred: np.ndarray, labels: dict[str, np.ndarray], body: np.n
             rows.append({"ground_truth": gt_name, "region": region,
                          **patient_metrics(pred[z], gt[z], spacing, body[z], nsd_tolerance_mm)})
     return rows
+
+
+def cohort_nsd_tolerance(profile: Profile, cache_dir: Path, patients: list[str]) -> float:
+    """The study's NSD tolerance for its patients' CT grids (``metrics.nsd_tolerance``; error names the profile)."""
+    try:
+        return nsd_tolerance(profile.study.nsd_tolerance_mm, [load_cached(cache_dir, p).geometry.spacing for p in patients])
+    except ValueError as err:
+        raise ValueError(f"{profile.path}: {err}") from err
 
 
 def metric_summary(full: pd.DataFrame) -> dict:
@@ -295,6 +303,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     state = load_checkpoint(run_dir / "best.pt")
     model.load_state_dict(state["model"])
     device = resolve_device(train.device)
+    tolerance = cohort_nsd_tolerance(profile, cache_dir, sorted({p for part in fold.values() for p in part}))
     rows = []
     pred_dir = run_dir / "predictions"
     cell = {"run_id": params.run_id, "modality": params.modality, "train_label": params.label, "fold": params.fold,
@@ -307,7 +316,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
             name = f"{pid}__{model_name}" if styles else pid
             write_prediction(probs, cached.meta["ct_geometry"], pred_dir, name)
             for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx, select,
-                                        profile.study.nsd_tolerance_mm):
+                                        tolerance):
                 rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)
     per_patient.to_csv(run_dir / "per_patient.csv", index=False)
@@ -318,7 +327,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         "n_val_slices": int(sum(len(x) for x, _ in val)), "n_parameters": count_parameters(model),
         "epochs_planned": train.epochs_for(len(tx)), "steps_per_epoch": train.steps_per_epoch(len(tx)),
         "threads": params.threads, "background_fraction": params.background_fraction,
-        "monitor": train.monitor, "best_epoch": result.best_epoch, "best_score": result.best_score,
+        "nsd_tolerance_mm": tolerance, "monitor": train.monitor, "best_epoch": result.best_epoch, "best_score": result.best_score,
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         **{k: v for k, v in convergence(result.log, train.monitor, result.stopped_early).items() if k != "epochs"},
         "final_train_loss": result.log[-1]["train_loss"] if result.log else None,
@@ -420,6 +429,7 @@ def _prepare(profile_name: str, out: Path, cohort: str | None, jobs: int, progre
     write_if_changed(out / "preprocess.csv", prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(index=False))
     strata = {pid: str(cohort_obj.patient(pid).read_meta().get("implant") or "none") for pid in cohort_obj.patient_ids}
     load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
+    cohort_nsd_tolerance(profile, cache_dir, cohort_obj.patient_ids)  # a tolerance below the voxel size: refused now
     runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", None)
     # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
     write_if_changed(out / "plan.json", json.dumps({

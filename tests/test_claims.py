@@ -49,3 +49,7 @@ def test_agreement_with_human_readers_is_compared_with_the_paper():
     low = pd.DataFrame({"kappa_voxel_body": [0.2, 0.25, 0.3, 0.22, 0.28, 0.24]})
     table = claims_table(_per_patient(0.8, 0.7, 0.5, own=0.8, other=0.5), low, synthetic_readers=False)
     assert table.set_index("claim").loc["agreement", "verdict"] == "not replicated"
+    # a wide interval around 0.66 is not evidence of the same agreement
+    wide = pd.DataFrame({"kappa_voxel_body": [0.30, 0.95, 0.40, 0.90, 0.66, 0.75]})
+    row = claims_table(_per_patient(0.8, 0.7, 0.5, own=0.8, other=0.5), wide, synthetic_readers=False).set_index("claim")
+    assert row.loc["agreement", "verdict"] == "inconclusive" and "straddles" in row.loc["agreement", "reason"]

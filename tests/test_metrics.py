@@ -126,3 +126,31 @@ def test_lesion_side_fraction():
     pred[2, 4:6, 3:5] = True  # 4 on the other limb
     assert lesion_side_fraction(pred, ref, body) == pytest.approx(0.6)
     assert np.isnan(lesion_side_fraction(np.zeros_like(body), ref, body))
+
+
+def test_nsd_tolerance_follows_the_voxel_size():
+    from studylib.metrics import nsd_tolerance
+
+    spacings = [(2.1, 2.1, 3.0), (2.6, 2.6, 2.0)]
+    assert nsd_tolerance(None, spacings) == 3.0  # the largest spacing, rounded up to 0.5 mm
+    assert nsd_tolerance(None, [(0.9, 0.9, 1.25)]) == 1.5
+    assert nsd_tolerance(4.0, spacings) == 4.0
+    with pytest.raises(ValueError, match="below the cohort's largest voxel spacing 3.00 mm"):
+        nsd_tolerance(2.0, spacings)
+
+
+def test_boundary_summaries_are_not_decided_by_an_empty_prediction():
+    import pandas as pd
+
+    from studylib.aggregate import table1_extra
+
+    rows = []
+    for i, (hd95, empty) in enumerate([(3.0, False), (4.0, False), (5.0, False), (654.0, True)]):
+        rows.append({"modality": "ct", "train_label": "label_a", "ground_truth": "label_a", "patient_id": f"P{i}",
+                     "hd95": hd95, "assd": hd95 / 2, "nsd": 0.0 if empty else 0.9, "fp_volume_ml": 0.0,
+                     "fn_volume_ml": 1.0, "lesion_f1": 0.5, "precision": 0.5,
+                     "volume_pred_ml": 0.0 if empty else 2.0, "volume_ref_ml": 2.0})
+    row = table1_extra(pd.DataFrame(rows), "label_a").iloc[0]
+    assert row["empty predictions"] == "1 of 4"
+    assert row["hd95 median [IQR]"] == "4.5 [3.8-167.2]"  # the median stays where the real predictions are
+    assert "hd95" not in row.index  # no mean of the worst-value scores

@@ -111,8 +111,31 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
     ctx = __import__("studylib.report", fromlist=["ReportContext"]).ReportContext.load(out)
-    assert ctx.claims.verdict.isin(["replicated", "not replicated", "not testable here"]).all()
+    assert ctx.claims.verdict.isin(["replicated", "not replicated", "inconclusive", "not testable here"]).all()
     assert len(ctx.claims) >= 4
+
+
+def test_limitations_follow_the_study(tiny_study):
+    """The limitations section is written from the results: seeds, cohort kind, validation patients, power."""
+    import copy
+
+    from studylib.report import ReportContext, limitations_markdown, smallest_testable_pairs
+
+    out, _ = tiny_study
+    ctx = ReportContext.load(out)
+    text = limitations_markdown(ctx)
+    assert "Training variance is not measured" in text and "one seed (0)" in text
+    assert "A synthetic cohort" in text and "The CT-only arm" in text and "ground-truth-informed" in text
+    assert "validation patient(s)" in text and "Power." in text
+    several = copy.copy(ctx)
+    several.summaries = [{**s, "params": {**s["params"], "seed": seed}} for s in ctx.summaries for seed in (0, 1, 2)]
+    text = limitations_markdown(several)
+    assert "3 seeds (0, 1, 2)" in text and "Training variance is not measured" not in text
+    real = copy.copy(ctx)
+    real.cohort_spec = {**{k: v for k, v in ctx.cohort_spec.items() if k != "synthetic"}, "disease": "sarcoma"}
+    text = limitations_markdown(real)
+    assert "A real cohort" in text and "sarcoma" in text and "A synthetic cohort" not in text
+    assert smallest_testable_pairs(6, 0.05) == 8 and smallest_testable_pairs(1, 0.05) == 6
 
 
 def test_predict_cli_on_trained_run(tiny_study, tmp_path):
@@ -141,6 +164,23 @@ def test_predict_a_patient_without_labels(tiny_study, tmp_path, capsys):
                  str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "predictions" / "NEW1.nii.gz").exists()
     assert not (tmp_path / "pred" / "metrics.csv").exists() and "metrics" not in capsys.readouterr().out
+
+
+def test_refused_checkpoint_is_one_line(tiny_study, tmp_path, capsys):
+    import shutil
+
+    from studylib.cli import main
+
+    out, _ = tiny_study
+    run = tmp_path / "results" / "runs" / "dual__label_a__fold0__seed0__bg10"
+    shutil.copytree(out / "runs" / run.name, run)
+    params = json.loads((run / "params.json").read_text())
+    (run / "params.json").write_text(json.dumps({**params, **{k: os.path.relpath(out / params[k], run.parent.parent)
+                                                              for k in ("cohort", "cache_dir", "profile", "splits")}}))
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    assert main(["predict", "--model", str(run), "--cohort", str(out / "cohort"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: refusing checkpoint") and str(run / "best.pt") in err and "\n" not in err
 
 
 @pytest.mark.slow
