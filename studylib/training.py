@@ -214,10 +214,11 @@ def _flush_openmp_threads() -> None:
     except OSError:
         return
     callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: torch.set_flush_denormal(True))
+    # every runtime loaded, not the first found: scikit-learn and SciPy wheels bring their own libgomp, whose team
+    # is not torch's (measured: flushing only the first one alphabetically left torch's threads unflushed)
     for lib in sorted(libs):
         try:
             ctypes.CDLL(lib).GOMP_parallel(callback, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
-            return
         except (OSError, AttributeError):
             continue
 

@@ -223,6 +223,7 @@ def test_profiles_state_their_precision():
 
 
 DENORMAL_PROBE = """
+import sklearn.metrics  # brings its own libgomp, loaded before torch's: the flush must reach torch's threads
 import torch
 from studylib.training import DENORMAL_BITS, configure_cpu_numerics
 
