@@ -650,12 +650,7 @@ def limitations_markdown(ctx: ReportContext) -> str:
         items.append(f"**Scale.** Profile `{profile.name}` departs from the paper in {len(profile.departures)} "
                      f"setting{'s' if len(profile.departures) > 1 else ''} ({shown}{'; ...' if len(profile.departures) > 6 else ''}; reasons in the departures "
                      "table). The paper-scale profile has not run in this results folder: its numbers are not these.")
-    environments = {s.get("environment", {}).get("device", "unknown") for s in ctx.summaries}
-    precisions = {str(s.get("execution", {}).get("precision", "bf16" if s.get("execution", {}).get("bf16") else "fp32"))
-                  for s in ctx.summaries}
-    items.append(f"**Precision and hardware.** The runs trained in {', '.join(sorted(precisions))} on "
-                 f"{', '.join(sorted(environments))}. CPU results repeat bit for bit on one machine; another CPU or a "
-                 "GPU may change the last digits (GPU kernels are not bit-deterministic by default).")
+    items.append(hardware_limitation(ctx))
     items += ct_arm_limitations(ctx)
     own = agg.own_rows(pp)
     empty = agg.empty_predictions(own)
@@ -667,6 +662,27 @@ def limitations_markdown(ctx: ReportContext) -> str:
                  "each test volume to the z-extent of that patient's own labels, so it cannot show whether a model "
                  "finds the lesion; the primary analysis is the `full` volume.")
     return "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def hardware_limitation(ctx: ReportContext) -> str:
+    """The precision (the profile's) and the machines the runs computed on, with their CPU features."""
+    executions = [s.get("execution", {}) for s in ctx.summaries]
+    precisions = sorted({str(e.get("precision", "bf16" if e.get("bf16") else "fp32")) for e in executions})
+    machines = set()
+    for summary, e in zip(ctx.summaries, executions):
+        cpu = e.get("cpu") or {}
+        flags = [f for f in ("avx512_bf16", "amx_bf16") if cpu.get(f)]
+        machines.add(f"{summary.get('environment', {}).get('device', 'unknown')}"
+                     + (f", {cpu['model']} ({', '.join(flags) if flags else 'no bf16 instructions'})" if cpu.get("model") else ""))
+    departures = sorted({e["precision_departure"] for e in executions if e.get("precision_departure")})
+    flushed = {e.get("denormals_flushed") for e in executions}
+    text = (f"**Precision and hardware.** The profile sets the precision ({', '.join(precisions)}); the runs computed "
+            f"on {'; '.join(sorted(machines))}"
+            + (", denormals flushed to zero" if flushed == {True} else "") + ". ")
+    if departures:
+        text += f"This machine departed from the profile's precision: {'; '.join(departures)}. "
+    return text + ("CPU results repeat bit for bit on one machine; another CPU may change the last digits (its "
+                   "kernels differ), and GPU kernels are not bit-deterministic by default.")
 
 
 def ct_arm_limitations(ctx: ReportContext) -> list[str]:
