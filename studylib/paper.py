@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +36,28 @@ class PaperReference:
     claims: dict[str, str]
     ambiguities: list[str]
     sources: dict[str, str]
+    effects: dict[str, float] = field(default_factory=dict)  # name -> first minus second, DSC points
+
+
+def _cell(reference: str, table1: dict, table2: dict, effects: dict) -> float:
+    """The paper's mean at ``"table1 <modality> <metric>"``, ``"table2 <model> <gt>"`` or ``"effect <name>"``."""
+    kind, *keys = reference.split()
+    if kind == "table1":
+        return table1[keys[0]][keys[1]].mean
+    if kind == "table2":
+        return table2[(keys[0], keys[1])].mean
+    if kind == "effect":
+        return effects[keys[0]]
+    raise ValueError(f"paper.yaml: unknown cell reference {reference!r}")
+
+
+def _effects(raw: dict, table1: dict, table2: dict) -> dict[str, float]:
+    """Each effect of ``paper.yaml`` as first minus second, in file order (an effect may use an earlier one)."""
+    out: dict[str, float] = {}
+    for name, entry in raw.items():
+        first, second = (_cell(ref, table1, table2, out) for ref in entry["difference"])
+        out[name] = round(first - second, 2)  # the paper prints two decimals: no float residue in the text
+    return out
 
 
 @cache
@@ -47,7 +69,9 @@ def load_paper(path: str | Path = PAPER_FILE) -> PaperReference:
     table2 = {(model, gt): Reported(*v) for model, row in raw["table2"]["cells"].items() for gt, v in row.items()}
     sources = {k: v["source"] for k, v in cohort.items()}
     sources.update(table1=raw["table1"]["source"], table2=raw["table2"]["source"])
+    sources.update({f"effect {name}": entry["source"] for name, entry in raw.get("effects", {}).items()})
     return PaperReference(patients=cohort["patients"]["value"], split=cohort["split"]["value"],
                           training_slices=cohort["training_slices"]["value"], kappa=cohort["kappa"]["value"],
                           table1=table1, table2=table2, claims=dict(raw["claims"]),
-                          ambiguities=list(raw["ambiguities"]), sources=sources)
+                          ambiguities=list(raw["ambiguities"]), sources=sources,
+                          effects=_effects(raw.get("effects", {}), table1, table2))

@@ -20,11 +20,12 @@ import pandas as pd
 import yaml
 
 from . import aggregate as agg
-from .claims import VERDICT_RULES, claims_table
+from .claims import NOT_TESTABLE, VERDICT_RULES, central_claim, claims_table, interval_text, verdict_counts
 from .config import Profile, load_profile
 from .modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
 from .paper import load_paper
 from .results_lock import results_lock
+from .statistics import smallest_testable_pairs
 from .study import RunParams
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
@@ -143,10 +144,21 @@ def abstract(ctx: ReportContext) -> str:
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
     name = ctx.cohort_spec.get("name", ctx.cohort_path.parent.name)
-    text = (f"We re-ran the paper's design on the cohort `{name}` "
-            f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
-            f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
-            f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
+    central = central_claim(ctx.claims) if len(ctx.claims) else ctx.claims
+    text = ""
+    if len(central):  # the paper's central claim first: fusing CT with PET beats PET alone
+        paper = central.paper_difference.iloc[0]
+        verdicts = "; ".join(f"{r.verdict} for `{r.key.split(':')[1]}` ({interval_text(r)})"
+                             if r.verdict != NOT_TESTABLE else f"not testable for `{r.key.split(':')[1]}`: {r.reason}"
+                             for r in central.itertuples())
+        text += (f"The paper's central claim, that CT and PET together segment better than PET alone (dual > PET in "
+                 f"3D DSC; the paper's Table 1: {paper:+.2f} points), is {verdicts}. ")
+    if len(ctx.claims):  # counted by class: what is not evidence is kept apart
+        text += verdict_counts(ctx.claims) + " "
+    text += (f"We re-ran the paper's design on the cohort `{name}` "
+             f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
+             f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
+             f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
     if len(ctx.labels) > 1 and "dual" in set(pp.modality):
         _, mean, _ = agg.table2(pp)
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
@@ -154,9 +166,7 @@ def abstract(ctx: ReportContext) -> str:
     if "dice_ab_mean" in ctx.agreement:  # a single-label study has no agreement to state
         text += (f" The two annotations agree with Dice {ctx.agreement['dice_ab_mean']:.2f} and voxel kappa "
                  f"{ctx.agreement['kappa_voxel_mean']:.2f} (paper: kappa {load_paper().kappa}).")
-    verdicts = ctx.claims.verdict.value_counts()
-    text += (" Of the paper's claims tested here: " + ", ".join(f"{n} {v}" for v, n in verdicts.items())
-             + " (rules and numbers in the claims table).")
+    text += " Rules and numbers are in the claims table."
     return text + "\n"
 
 
@@ -497,21 +507,35 @@ def ceiling_sentence(ctx: ReportContext) -> str:
 
 
 def claims_markdown(ctx: ReportContext) -> str:
-    """The claims table: statistic, effect size, Holm-corrected p and the verdict with its reason."""
+    """The claims table: the paired difference with its CI beside the paper's, Holm-corrected p, verdict and reason."""
     t = ctx.claims.copy()
-    for column in ("first_mean", "second_mean", "mean_difference"):
-        t[column] = t[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
-    t["rank_biserial"] = t["rank_biserial"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
-    t["p_holm"] = t["p_holm"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}")
+
+    def number(v, form: str) -> str:
+        """``v`` in ``form``, or '' for a missing value."""
+        return "" if pd.isna(v) else format(v, form)
+
+    for column in ("first_mean", "second_mean"):
+        t[column] = t[column].map(lambda v: number(v, ".2f"))
+    for column in ("mean_difference", "paper_difference"):
+        t[column] = t[column].map(lambda v: number(v, "+.2f"))
+    t["ci"] = [f"{100 * level:.1f} %: {low:+.2f} to {high:+.2f}" if pd.notna(low) else ""
+               for level, low, high in zip(t.ci_level, t.ci_low, t.ci_high)]
+    t["p_holm"] = t["p_holm"].map(lambda v: number(v, ".2g"))
     t["n_patients"] = t["n_patients"].map(lambda v: "" if pd.isna(v) else str(int(v)))
-    shown = t[["comparison", "n_patients", "first_mean", "second_mean", "rank_biserial", "p_holm", "verdict", "reason"]]
-    shown = shown.rename(columns={"n_patients": "n", "first_mean": "first", "second_mean": "second",
-                                  "rank_biserial": "r", "p_holm": "p (Holm)"})
+    columns = ["comparison", "n_patients", "first_mean", "second_mean", "mean_difference", "ci", "paper_difference",
+               "p_holm", "verdict", "reason"]
+    if t.stability.fillna("").astype(bool).any():  # judged on each seed alone: only with several seeds
+        columns.append("stability")
+    shown = t[columns].rename(columns={"n_patients": "n", "first_mean": "first", "second_mean": "second",
+                                       "mean_difference": "difference", "ci": "CI", "paper_difference": "paper",
+                                       "p_holm": "p (Holm)", "stability": "seeds"})
     paper = load_paper()
     claims = "\n".join(f"- `{k}`: {v}" for k, v in paper.claims.items())
     return (f"The claims, as the paper makes them:\n\n{claims}\n\nHow a verdict follows from the numbers "
             f"(fixed before they were computed): {VERDICT_RULES}\n\n'first' and 'second' are the two sides of each "
-            "comparison as named (3D DSC in %, volumes in ml, kappa).\n\n" + markdown_table(shown))
+            "comparison as named (3D DSC in %, volumes in ml, kappa); 'difference' is first minus second, per patient "
+            "then averaged, with its bootstrap CI at the family's level; 'paper' is the same difference from the "
+            "paper's own table means.\n\n" + markdown_table(shown))
 
 
 def ambiguities_markdown() -> str:
@@ -571,15 +595,6 @@ def real_data_section(ctx: ReportContext) -> str:
                     ["group_a", "group_b", "n_pairs", "mean_difference", "p_holm", "rank_biserial"]].round(4)))
             return "\n".join(parts) + "\n"
     return "No real-cohort results folder was found next to this one (run the study with `--cohort` on a real cohort).\n"
-
-
-def smallest_testable_pairs(family_size: int, alpha: float) -> int:
-    """Fewest paired patients for which a two-sided exact Wilcoxon test, Holm-corrected over ``family_size`` tests,
-    can reach ``alpha`` at all (every patient favouring one side gives p = 2 / 2^n)."""
-    n = 1
-    while family_size * 2.0 ** (1 - n) >= alpha:
-        n += 1
-    return n
 
 
 def ct_sign_contrast(ctx: ReportContext) -> pd.DataFrame:

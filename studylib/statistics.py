@@ -94,3 +94,17 @@ def paired_comparisons(per_patient: pd.DataFrame, group_col: str, pairs: list[tu
     if len(table):
         table["p_holm"] = holm(table["p_value"].to_numpy())
     return table
+
+
+def smallest_testable_pairs(family_size: int, alpha: float) -> int:
+    """Fewest paired patients for which a two-sided exact Wilcoxon test, Holm-corrected over ``family_size`` tests,
+    can reach ``alpha`` at all (every patient favouring one side gives p = 2 / 2^n)."""
+    n = 1
+    while family_size * 2.0 ** (1 - n) >= alpha:
+        n += 1
+    return n
+
+
+def bonferroni_level(alpha: float, family_size: int) -> float:
+    """Confidence level of each of ``family_size`` intervals that together cover with probability >= 1 - alpha."""
+    return 1.0 - alpha / max(family_size, 1)

@@ -111,7 +111,8 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
     ctx = __import__("studylib.report", fromlist=["ReportContext"]).ReportContext.load(out)
-    assert ctx.claims.verdict.isin(["replicated", "not replicated", "inconclusive", "not testable here"]).all()
+    assert ctx.claims.verdict.isin(["replicated", "contradicted", "inconclusive", "not testable",
+                                    "holds by construction"]).all()
     assert len(ctx.claims) >= 4
 
 
