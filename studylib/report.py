@@ -110,8 +110,8 @@ class ReportContext:
         results = Path(results).resolve()
         if not (results / "runs").exists():
             raise FileNotFoundError(f"{results} holds no runs: run `python -m studylib study` first")
-        every = agg.seed_mean(agg.collect_per_patient(results))
-        per_patient = agg.primary(every, results)
+        raw = agg.collect_per_patient(results)
+        per_patient = agg.primary(agg.seed_mean(raw), results)
         summaries = [json.loads((run / "summary.json").read_text()) for run in agg.planned_runs(results)
                      if (run / "summary.json").exists()]
         study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
@@ -126,7 +126,7 @@ class ReportContext:
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
         per_patient_agreement = results / "cohort_qa" / "agreement.csv"
         claims = claims_table(per_patient, pd.read_csv(per_patient_agreement) if per_patient_agreement.exists() else None,
-                              synthetic_readers="synthetic" in cohort_spec)
+                              synthetic_readers="synthetic" in cohort_spec, per_seed=agg.primary(raw, results))
         return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims)
 
     @property
@@ -646,7 +646,8 @@ def limitations_markdown(ctx: ReportContext) -> str:
         n = pp.patient_id.nunique()
         items.append(f"**Power.** {n} test patients. With up to {family} comparisons corrected together (Holm), no "
                      f"comparison can reach p < {ALPHA} with fewer than {need} paired patients, whatever the data; "
-                     "'not replicated' with a difference in the paper's direction means underpowered, not refuted.")
+                     "below that a row is not testable, and an inconclusive verdict (an interval holding 0) means "
+                     "underpowered or no difference, never refuted.")
     synthetic = "synthetic" in ctx.cohort_spec
     readers = len(ctx.cohort_spec.get("train_labels", ctx.labels))
     if synthetic:
