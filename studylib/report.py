@@ -716,7 +716,7 @@ def ct_arm_limitations(ctx: ReportContext) -> list[str]:
         evidence.append(f"the CT signs are visible in this cohort (involved marrow {contrast.involved_marrow.min():.0f}-"
                         f"{contrast.involved_marrow.max():.0f} CT noise SDs above healthy marrow, lytic destruction "
                         f"{contrast.lytic_destruction.min():.0f}-{contrast.lytic_destruction.max():.0f} SDs below "
-                        "cortex), so invisibility is not the cause")
+                        "cortex): the signs stand out of the noise, so a CT-only model could in principle see them")
     localisation = ctx.results / "aggregate" / "localisation.csv"
     if localisation.exists():
         table = pd.read_csv(localisation)
