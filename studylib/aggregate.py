@@ -191,18 +191,28 @@ def background_ablation(every: pd.DataFrame) -> pd.DataFrame:
 
 
 def convergence_table(results: str | os.PathLike) -> pd.DataFrame:
-    """One row per finished planned run: epochs, best epoch, the convergence verdict and its reason."""
+    """One row per finished planned run: epochs, best epoch, the convergence verdict and its reason.
+
+    The verdict is recomputed here from each run's ``training_log.csv`` by ``training.convergence``, so runs written
+    before the rule changed are judged by the rule in force.
+    """
+    from .training import convergence
+
     rows = []
     for run in planned_runs(results):
         path = run / "summary.json"
         if not path.exists():
             continue
         s = json.loads(path.read_text())
+        log = pd.read_csv(run / "training_log.csv").to_dict("records") if (run / "training_log.csv").exists() else []
+        verdict = convergence(log, s.get("monitor", "val_loss"), bool(s.get("stopped_early"))) if log else {
+            "converged": s.get("converged"), "reason": s.get("reason", "not recorded")}
         rows.append({"run_id": s["run_id"], "n_train_slices": s.get("n_train_slices"),
                      "train_slices_digest": s.get("train_slices_digest"), "epochs_run": s.get("epochs_run"),
                      "best_epoch": s.get("best_epoch"), "steps": s.get("epochs_run", 0) * s.get("steps_per_epoch", 0),
-                     "final_train_loss": s.get("final_train_loss"), "converged": s.get("converged"),
-                     "reason": s.get("reason", "not recorded")})
+                     "final_train_loss": s.get("final_train_loss"), "stopped_by_patience": bool(s.get("stopped_early")),
+                     "lr_fraction_at_end": verdict.get("lr_fraction_at_end"), "converged": verdict["converged"],
+                     "reason": verdict["reason"]})
     return pd.DataFrame(rows)
 
 

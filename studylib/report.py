@@ -233,13 +233,21 @@ def convergence_markdown(ctx: ReportContext) -> str:
     if not path.exists():
         return "Convergence was not recorded for these runs.\n"
     table = pd.read_csv(path)
+    from .training import ANNEALED_LR_FRACTION, FLAT_TAIL_DROP
+
     done = int(table.converged.fillna(False).astype(bool).sum())
+    patience = int(table.get("stopped_by_patience", pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
     lines = [f"**{done} of {len(table)} runs converged** by the rule written in `studylib/training.py` "
-             "(`convergence`): over the last quarter of the epochs the training loss falls by less than 5 % of its "
-             "level in the quarter before, and the monitored validation score improves by at most 0.01 (Dice) or "
-             "1 % (loss); a run stopped early by patience counts as converged.\n"]
-    shown = table[["run_id", "n_train_slices", "epochs_run", "best_epoch", "steps", "final_train_loss", "converged",
-                   "reason"]].copy()
+             f"(`convergence`): the training loss is flat (over the last quarter of the epochs it falls by less than "
+             f"{100 * FLAT_TAIL_DROP:g} % of its level in the quarter before) and the learning rate was annealed (the "
+             f"last epoch's at most {100 * ANNEALED_LR_FRACTION:g} % of its start). Stopping by patience is not "
+             f"convergence: {patience} run(s) stopped by patience, most before their learning rate was annealed, so "
+             "their checkpoints were chosen mid-schedule.\n"]
+    columns = ["run_id", "n_train_slices", "epochs_run", "best_epoch", "steps", "final_train_loss",
+               "stopped_by_patience", "lr_fraction_at_end", "converged", "reason"]
+    shown = table[[c for c in columns if c in table]].copy()
+    if "lr_fraction_at_end" in shown:
+        shown["lr_fraction_at_end"] = shown["lr_fraction_at_end"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     shown["final_train_loss"] = shown["final_train_loss"].round(3)
     digests = table.groupby(table.run_id.str.replace("label_b", "label_a"))["train_slices_digest"].nunique()
     same = bool((digests == 1).all())

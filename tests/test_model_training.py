@@ -135,13 +135,21 @@ def test_step_budget_sets_epochs():
 def test_convergence_rule():
     from studylib.training import convergence
 
-    flat = [{"train_loss": 0.3 + 0.001 * (i % 2), "val_dice": 0.7, "val_loss": 0.4} for i in range(12)]
-    falling = [{"train_loss": 1.0 - 0.06 * i, "val_dice": 0.05 * i, "val_loss": 1.0 - 0.05 * i} for i in range(12)]
+    def lr(i, n):  # the cosine schedule of a 12-epoch run at epoch i
+        return 0.005 * 0.5 * (1 + np.cos(np.pi * i / n))
+
+    flat = [{"train_loss": 0.3 + 0.001 * (i % 2), "val_dice": 0.7, "val_loss": 0.4, "lr": lr(i, 12)} for i in range(12)]
+    falling = [{"train_loss": 1.0 - 0.06 * i, "val_dice": 0.05 * i, "val_loss": 1.0 - 0.05 * i, "lr": lr(i, 12)}
+               for i in range(12)]
     assert convergence(flat, "val_dice")["converged"]
     assert convergence(flat, "val_loss")["converged"]
     result = convergence(falling, "val_dice")
     assert not result["converged"] and "still falling" in result["reason"]
-    assert convergence(falling, "val_dice", stopped_early=True)["converged"]
+    # stopped by patience is not convergence: flat, but stopped at half its schedule (learning rate not annealed)
+    stopped = [{**r, "lr": lr(i, 24)} for i, r in enumerate(flat)]
+    result = convergence(stopped, "val_dice", stopped_early=True)
+    assert not result["converged"] and result["stopped_by_patience"]
+    assert "learning rate still" in result["reason"] and "stopped by patience" in result["reason"]
     assert not convergence(flat[:5], "val_dice")["converged"]
 
 
