@@ -344,14 +344,9 @@ def agreement_claim(agreement: pd.DataFrame | None, synthetic_readers: bool) -> 
         return {**row, "verdict": NOT_TESTABLE, "why_not_testable": "simulated readers",
                 "reason": f"simulated readers (kappa {values.mean():.2f}, 95 % CI {low:.2f}-{high:.2f}, is an outcome "
                           "of the reader models, not a measurement of the paper's readers)"}
-    lower, upper = kappa - AGREEMENT_MARGIN, kappa + AGREEMENT_MARGIN
-    interval = f"kappa {values.mean():.2f}, 95 % CI {low:.2f}-{high:.2f}"
-    if lower <= low and high <= upper:
-        return {**row, "verdict": REPLICATED, "reason": f"{interval} lies within {lower:.2f}-{upper:.2f}"}
-    if high < lower or low > upper:
-        return {**row, "verdict": CONTRADICTED, "reason": f"{interval} lies outside {lower:.2f}-{upper:.2f}"}
-    return {**row, "verdict": INCONCLUSIVE,
-            "reason": f"{interval} straddles the equivalence band {lower:.2f}-{upper:.2f}"}
+    verdict, why = equivalence_verdict(row["ci_low"], row["ci_high"], AGREEMENT_MARGIN, np.nan)
+    return {**row, "verdict": verdict,
+            "reason": f"kappa {values.mean():.2f}, 95 % CI {low:.2f}-{high:.2f}; ours minus the paper's {kappa}: {why}"}
 
 
 def central_claim(table: pd.DataFrame) -> pd.DataFrame:

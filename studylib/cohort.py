@@ -48,9 +48,14 @@ class CohortError(ValueError):
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+def is_safe_identifier(value: object) -> bool:
+    """True for one path component of ``[A-Za-z0-9._-]`` (``IDENTIFIER``) without ``..`` or ``__``."""
+    return isinstance(value, str) and bool(IDENTIFIER.fullmatch(value)) and ".." not in value and "__" not in value
+
+
 def check_identifier(value: object, what: str, where: str | os.PathLike) -> str:
-    """``value`` if it is a safe identifier (one path component, ``[A-Za-z0-9._-]``, no ``..``), else a ``CohortError``."""
-    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or ".." in value or "__" in value:
+    """``value`` if it is a safe identifier (``is_safe_identifier``), else a ``CohortError`` naming ``where``."""
+    if not is_safe_identifier(value):
         raise CohortError(f"{where}: {what} {value!r} is not a safe identifier (1-128 characters of A-Z a-z 0-9 . _ -, "
                           "starting with a letter or digit, without '..' or '__'): identifiers become file names")
     return value
@@ -233,7 +238,7 @@ def init_cohort(
         raise CohortError(f"{data_dir} is not a folder")
     patients, skipped = {}, []
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        if not IDENTIFIER.fullmatch(folder.name) or ".." in folder.name or "__" in folder.name:
+        if not is_safe_identifier(folder.name):
             skipped.append(f"{folder.name}: the folder name is not a safe patient id (A-Z a-z 0-9 . _ -, no '..' or '__')")
             continue
         entry: dict = {}

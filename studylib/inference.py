@@ -12,7 +12,7 @@ from torch import nn
 
 from .imageio import image_from_array, write_image
 from .preprocessing import restore_slices
-from .training import configure_numerics, uses_bf16, warn_precision_departure
+from .training import set_up_numerics
 
 
 @torch.no_grad()
@@ -21,12 +21,10 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
     """Sigmoid probabilities (z, S, S) for every axial slice of a cached patient (z, C, S, S).
 
     ``precision`` is the profile's (``TrainConfig.precision``), so the test sees the precision validation saw;
-    denormals are flushed as in training (``configure_numerics``).
+    denormals are flushed as in training (``set_up_numerics``).
     """
     device = torch.device(device)
-    configure_numerics(device)
-    autocast = uses_bf16(precision)
-    warn_precision_departure(device, precision)
+    autocast = set_up_numerics(device, precision)
     model = model.to(device, memory_format=torch.channels_last).eval()
     out = []
     for start in range(0, len(images), batch_size):

@@ -342,9 +342,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
                       **numerics_record(device, train.precision)},
         "wall_seconds": time.perf_counter() - started,
     }
-    tmp = run_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, run_dir / "summary.json")
+    write_if_changed(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -413,12 +411,19 @@ def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, spli
 def prepare_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
                   progress: bool = True) -> Path:
     """Stage 1 (``prepare``): profile snapshot, cohort, slice cache, splits, the plan, the cohort QA notebook."""
-    out = Path(out).resolve()
-    if cohort:
-        load_cohort(cohort)  # a bad cohort (an id such as '../x') is refused before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(out, cohort)
     with results_lock(out):
         return _prepare(profile_name, out, cohort, jobs, progress)
+
+
+def results_folder(out: str | os.PathLike, cohort: str | None) -> Path:
+    """The results folder, created once the given cohort has been read: a bad cohort (an id such as '../x') is
+    refused before anything is written."""
+    if cohort:
+        load_cohort(cohort)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _prepare(profile_name: str, out: Path, cohort: str | None, jobs: int, progress: bool) -> Path:
@@ -498,11 +503,9 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
               progress: bool = True, executor: Executor | None = None) -> dict:
     """The whole study: ``prepare``, ``run`` and ``aggregate``, then ``study.json`` (resumable at every stage)."""
     started = time.perf_counter()
-    if cohort:
-        load_cohort(cohort)  # refused before anything is written
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with results_lock(Path(out).resolve()):  # one lock over all three stages: no other writer between them
-        out = prepare_study(profile_name, out, cohort, jobs, progress)
+    out = results_folder(out, cohort)
+    with results_lock(out):  # one lock over all three stages: no other writer between them
+        _prepare(profile_name, out, cohort, jobs, progress)
         record = run_grid(out, jobs, progress, executor)
         if record["finished"]:
             aggregate_study(out)
