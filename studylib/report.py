@@ -21,7 +21,9 @@ import yaml
 
 from . import aggregate as agg
 from .claims import NOT_TESTABLE, VERDICT_RULES, central_claim, claims_table, interval_text, verdict_counts
+from .cohort import load_cohort
 from .config import Profile, load_profile
+from .metrics import NSD_ROUNDING_MM
 from .modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
 from .paper import load_paper
 from .results_lock import results_lock
@@ -208,7 +210,7 @@ def nsd_text(ctx: ReportContext) -> str:
     if not used:
         return f"{ctx.profile.study.nsd_tolerance_mm or 2:g} mm"
     how = ("set by the profile and checked against the voxel spacing" if ctx.profile.study.nsd_tolerance_mm
-           else "the cohort's largest voxel spacing, rounded up to 0.5 mm")
+           else f"the cohort's largest voxel spacing, rounded up to {NSD_ROUNDING_MM:g} mm")
     return f"{', '.join(f'{v:g}' for v in used)} mm: {how}"
 
 
@@ -607,16 +609,14 @@ def real_data_section(ctx: ReportContext) -> str:
 
 def ct_sign_contrast(ctx: ReportContext) -> pd.DataFrame:
     """Per synthetic patient: how far the CT signs of infection stand out of the CT noise (in noise SDs)."""
-    spec = ctx.cohort_spec
-    if "synthetic" not in spec:
+    if "synthetic" not in ctx.cohort_spec or not ctx.cohort_path.is_file():
         return pd.DataFrame()
-    root = (ctx.cohort_path.parent / spec.get("root", ".")).resolve()
+    cohort = load_cohort(ctx.cohort_path)
     rows = []
-    for pid, entry in spec.get("patients", {}).items():
-        meta_path = root / entry.get("meta", "")
-        if "meta" not in entry or not meta_path.is_file():
+    for pid in cohort.patient_ids:
+        meta = cohort.patient(pid).read_meta()
+        if not meta:
             continue
-        meta = json.loads(meta_path.read_text())
         noise, hu, signs = meta["ct_noise_hu"], meta["hu"], meta["ct_signs_hu"]
         rows.append({"patient_id": pid, "involved_marrow": (signs["involved_marrow"] - hu["marrow"]) / noise,
                      "lytic_destruction": (hu["cortex"] - signs["lytic"]) / noise})
@@ -705,8 +705,10 @@ def hardware_limitation(ctx: ReportContext) -> str:
             + (", denormals flushed to zero" if flushed == {True} else "") + ". ")
     if departures:
         text += f"This machine departed from the profile's precision: {'; '.join(departures)}. "
-    return text + ("CPU results repeat bit for bit on one machine; another CPU may change the last digits (its "
-                   "kernels differ), and GPU kernels are not bit-deterministic by default.")
+    return text + ("CPU results repeat bit for bit on one machine. Another CPU's kernels round in another order, "
+                   "and training then takes another path: the numbers can move well beyond their last digits, and "
+                   "GPU kernels are not bit-deterministic by default. Compare verdicts across machines, and seeds for "
+                   "the spread of a number.")
 
 
 def ct_arm_limitations(ctx: ReportContext) -> list[str]:
