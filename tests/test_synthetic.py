@@ -44,9 +44,8 @@ def test_patient_properties(index, six_patients):
     vol = six_patients[index]
     x = arrays(vol)
     a, b, truth = x["label_a"].astype(bool), x["label_b"].astype(bool), x["truth"].astype(bool)
-    assert truth.any() and b.any()
+    assert truth.any() and a.any() and b.any()
     assert a.sum() > b.sum(), "label A (sensitive) must be larger than label B (specific)"
-    assert (a & b).sum() / b.sum() > 0.9, "most of B lies inside A"
     for mask in (a, b):
         slices = mask.any(axis=(1, 2))
         assert (mask[slices].reshape(slices.sum(), -1).mean(axis=1) < 0.05).all(), "lesion under 5% of slice area"
@@ -143,13 +142,38 @@ def test_mri_channel():
 
 @pytest.mark.parametrize("index", range(6))
 def test_every_reader_mask_is_explained_by_the_images(index, six_patients):
-    """>= 90 % of each reader's voxels show uptake above its threshold or a CT change above its level (noise-free)."""
+    """>= 90 % of each reader's voxels show, in what that read saw (the eye's noisy PET, the noisy CT in its window),
+    uptake above its threshold or a CT-change object passing its Rose criterion; the rest is the read's own
+    threshold error, edge offset and closing. On the development seed: 0.93-1.0 per mask."""
     vol = six_patients[index]
     for name, draw in vol.reads.items():
         mask = sitk.GetArrayFromImage(vol.labels[name]).astype(bool)
-        visible = visibility_rule(vol.pet_clean_on_ct, vol.view.ct_change_hu, draw)
+        visible = visibility_rule(vol.view, draw)
         assert mask.any(), name
         assert visible[mask].mean() >= 0.9, (name, float(visible[mask].mean()))
+
+
+def _a_b_agreement(vol) -> dict:
+    """|A|, |B|, B-only voxels, Dice(A, B) and the nested-readers value 2/(1+r), r = |A|/|B|, of one patient."""
+    a = sitk.GetArrayFromImage(vol.labels["label_a"]).astype(bool)
+    b = sitk.GetArrayFromImage(vol.labels["label_b"]).astype(bool)
+    dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+    return {"a": int(a.sum()), "b": int(b.sum()), "b_only": int((b & ~a).sum()), "dice": float(dice),
+            "nested": 2 / (1 + a.sum() / b.sum()), "inside": float((a & b).sum() / b.sum())}
+
+
+def test_readers_do_not_nest_by_construction(six_patients):
+    """Each reader has its own boundary: B contours voxels A does not (the surgical read sees, in a bone window,
+    destroyed bone that the screening read's soft-tissue window and threshold miss), so Dice(A, B) is not the
+    function 2/(1+r) of the volume ratio that B inside A would force. B still lies mostly inside A.
+
+    Development seed, patients 0-5: B-only voxels 0-130 per patient, largest |Dice - 2/(1+r)| 0.058, fraction of B
+    inside A 0.92-1.0 (median 0.98)."""
+    rows = [_a_b_agreement(vol) for vol in six_patients]
+    assert max(r["b_only"] for r in rows) > 0, "no patient has voxels in B outside A"
+    deviation = max(abs(r["dice"] - r["nested"]) for r in rows)
+    assert deviation > 0.01, f"Dice(A, B) still equals 2/(1+r) (largest deviation {deviation:.4f})"
+    assert np.median([r["inside"] for r in rows]) >= 0.8, "B lies mostly inside A"
 
 
 def test_ct_shows_the_infection(six_patients):

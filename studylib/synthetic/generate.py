@@ -26,7 +26,21 @@ from .readers import (
     read_patient,
     reader_names,
 )
-from .scanners import SCALES, ct_grid, misalignment_transform, pet_grid, scan_ct, scan_mri, scan_pet
+from .scanners import (
+    SCALES,
+    ct_grid,
+    ct_noise_cell_voxels,
+    misalignment_transform,
+    pet_grid,
+    scan_ct,
+    scan_mri,
+    scan_pet,
+)
+
+# Bumped whenever the same (seed, index, scale) generates other images or labels; recorded in cohort.json and in
+# every patient's meta.json so that a cohort written by older code can be told apart. 2: readers start from
+# image findings (hottest PET spot, Rose-criterion CT objects on the noisy CT) with independent boundary errors.
+GENERATOR_VERSION = 2
 
 
 @dataclass
@@ -59,13 +73,13 @@ def reader_rng(seed: int, index: int, reader_number: int) -> np.random.Generator
     return np.random.default_rng([seed, index, 101, reader_number])
 
 
-def read_all(view: ReaderView, seed: int, index: int, ct_noise_sd: float, n_readers: int = 2,
+def read_all(view: ReaderView, seed: int, index: int, n_readers: int = 2,
              overrides: dict[str, dict] | None = None) -> tuple[dict[str, np.ndarray], dict[str, ReaderDraw]]:
     """Every reader's mask of one patient; ``overrides`` replaces drawn parameters per label (reader sweeps)."""
     masks, reads = {}, {}
     for number, (name, style) in enumerate(reader_names(n_readers), start=1):
         rng = reader_rng(seed, index, number)
-        draw = draw_reader(STYLES[style], rng, ct_noise_sd)
+        draw = draw_reader(STYLES[style], rng)
         for key, value in (overrides or {}).get(name, {}).items():
             setattr(draw, key, value)
         masks[name] = read_patient(view, draw, rng)
@@ -98,9 +112,10 @@ def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper
     on_ct = [sitk.GetArrayFromImage(sitk.Resample(img, ct_img, tr, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
              for img in (pet_img, pet_clean)]
     maps["bone"] = maps.pop("cortex") | maps.pop("marrow")
-    view = ReaderView(pet=on_ct[0], ct_change_hu=ct.change_hu, maps=maps,
+    view = ReaderView(pet=on_ct[0], ct_hu=ct.hu, ct_healthy_hu=ct.healthy_hu, ct_noise_sd=an.ct_noise,
+                      ct_noise_cell_voxels=ct_noise_cell_voxels(), ct_change_hu=ct.change_hu, maps=maps,
                       focus_grades=[f.grade for f in an.foci], spacing_zyx=grid.zyx_spacing)
-    labels, reads = read_all(view, seed, index, an.ct_noise, n_readers)
+    labels, reads = read_all(view, seed, index, n_readers)
     labels["truth"] = maps["truth"]
     label_imgs = {k: image_from_array(v.astype(np.uint8), ct_img) for k, v in labels.items()}
     mri_img = scan_mri(an, rng, grid) if with_mri else None
@@ -113,7 +128,8 @@ def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper
     } for f in an.foci]
     voxel_ml = float(np.prod(grid.spacing)) / 1000
     meta = {
-        "patient_id": patient_id, "seed": seed, "index": index, "scale": scale, "site": an.site,
+        "patient_id": patient_id, "generator_version": GENERATOR_VERSION, "seed": seed, "index": index,
+        "scale": scale, "site": an.site,
         "affected_side": ["right", "left"][an.side], "implant": None if an.implant is None else an.implant.kind,
         "confounders": [c.kind for c in an.confounders], "foci": foci_meta,
         "lesion_center_mm": list(map(float, focus_center)),
@@ -255,7 +271,8 @@ def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: boo
         "channels": {"ct": "CT in HU", "pet": "PET in SUV (body weight)", **({"mri": "STIR-like MRI"} if with_mri else {})},
         "labels": label_descriptions(readers),
         "train_labels": ["label_a", "label_b"][: max(1, min(readers, 2))],
-        "synthetic": {"seed": seed, "patients": patients, "scale": scale, "readers": readers,
+        "synthetic": {"generator_version": GENERATOR_VERSION, "seed": seed, "patients": patients, "scale": scale,
+                      "readers": readers,
                       "lesion_slices_total": {k: int(sum(r[f"{k}_slices"] for r in rows))
                                               for k in (*names, "any_reader", "truth")},
                       "assumptions": {**assumptions(), **READING_ASSUMPTIONS}},

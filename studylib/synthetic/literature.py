@@ -31,6 +31,11 @@ class Parameter:
         """One uniform draw from the range."""
         return float(rng.uniform(self.low, self.high))
 
+    @property
+    def range(self) -> tuple[float, float]:
+        """(low, high), as a style's range."""
+        return self.low, self.high
+
     def describe(self) -> str:
         """One line for the cohort's ASSUMPTIONS."""
         value = f"{self.low:g}" if self.low == self.high else f"{self.low:g}-{self.high:g}"
@@ -129,6 +134,20 @@ READER_SOURCES = {
     "agreement": "reader agreement on presence of osteomyelitis: kappa 0.62-0.74 (Singer et al., Skeletal Radiol, "
     "doi:10.1007/s00256-019-03367-x); no published Dice or kappa for delineating it was found, so agreement "
     "is an outcome of the reader models, never a parameter",
+}
+
+# --- readers: what a human eye sees in a noisy image ----------------------------------------------------------
+VISIBILITY = {
+    "rose_k": Parameter(3, 5, "", "Rose criterion of a read: a CT change object is seen when its mean contrast over "
+                        "the object in noise SDs, times the square root of its size in noise-correlation cells, "
+                        "exceeds k (drawn per read; the same range for both styles, who differ in what they call "
+                        "lesion, not in their eyes)",
+                        "Rose A 1948, J Opt Soc Am 38:196-208, doi:10.1364/JOSA.38.000196 (k about 5 for certain "
+                        "detection); Burgess AE 1999, J Opt Soc Am A 16:633-646, doi:10.1364/JOSAA.16.000633 (the "
+                        "Rose model revisited: thresholds of k 3-5 depending on the task)"),
+    "threshold_error": Parameter(0.05, 0.10, "relative SD", "error of a read in judging 'above my SUV threshold' on "
+                                 "a colour scale, smooth over the PET resolution and independent between readers",
+                                 "assumption: no measurement of visual SUV-threshold judgement was found"),
 }
 
 

@@ -27,7 +27,17 @@ class CTScan:
 
     hu: np.ndarray  # int16, z y x
     change_hu: np.ndarray  # |diseased - healthy| after the scanner's blur, noise-free
+    healthy_hu: np.ndarray  # the same patient without infection: noise-free, blur and metal artefacts included
     grid: Grid
+
+
+# In-plane SD (voxels) of the Gaussian that correlates the CT noise (a sharp reconstruction kernel's grain)
+CT_NOISE_SIGMA_VOXELS = 0.7
+
+
+def ct_noise_cell_voxels(sigma_voxels: float = CT_NOISE_SIGMA_VOXELS) -> float:
+    """Voxels per independent noise sample of the CT (the noise-equivalent area 4 pi sigma^2 of its filter)."""
+    return float(4 * np.pi * sigma_voxels**2)
 
 
 def ct_grid(rng: np.random.Generator, scale: dict, z_len: float) -> Grid:
@@ -86,16 +96,24 @@ def scan_ct(an: PatientAnatomy, grid: Grid, maps: dict[str, np.ndarray], rng: np
     """CT from the object's HU maps: reconstruction blur, metal streaks, correlated noise, air outside."""
     blur = (0, 0.6, 0.6)  # partial volume of the reconstruction kernel, in-plane
     hu = ndimage.gaussian_filter(maps["hu"], sigma=blur)
-    change = np.abs(hu - ndimage.gaussian_filter(maps["hu_healthy"], sigma=blur))
+    healthy = ndimage.gaussian_filter(maps["hu_healthy"], sigma=blur)
+    change = np.abs(hu - healthy)
     change[maps["metal"]] = 0
     if an.implant is not None:
-        add_metal_streaks(hu, maps["metal"], grid.spacing[0], rng)
-    noise = ndimage.gaussian_filter(rng.normal(0, 1, hu.shape).astype(np.float32), sigma=(0, 0.7, 0.7))
+        # streaks are drawn once and added to the healthy appearance too: a reader recognises them as artefact
+        streaks = np.zeros_like(hu)
+        add_metal_streaks(streaks, maps["metal"], grid.spacing[0], rng)
+        hu += streaks
+        healthy += streaks
+    sigma = CT_NOISE_SIGMA_VOXELS
+    noise = ndimage.gaussian_filter(rng.normal(0, 1, hu.shape).astype(np.float32), sigma=(0, sigma, sigma))
     hu += noise * (an.ct_noise / 0.4)  # the filtered noise has SD ~0.4: scale back to the drawn SD
     air = ~maps["body"] & ~ndimage.binary_dilation(maps["metal"].any(0), iterations=3)[None]
     hu[air] = -1000 + np.clip(noise[air] * 3, -24, 24)
     hu[maps["metal"]] = 3071
-    return CTScan(np.clip(np.round(hu), -1024, 3071).astype(np.int16), change.astype(np.float32), grid)
+    healthy[maps["metal"]] = 3071
+    return CTScan(np.clip(np.round(hu), -1024, 3071).astype(np.int16), change.astype(np.float32),
+                  healthy.astype(np.float32), grid)
 
 
 def misalignment_transform(an: PatientAnatomy, center) -> sitk.Euler3DTransform:

@@ -19,7 +19,7 @@ def _sweep_patient(task) -> list[dict]:
     vol = generate_patient(f"P{index:03d}", seed, index, scale)
     rows = []
     for value in values:
-        masks, _ = read_all(vol.view, seed, index, vol.meta["ct_noise_hu"], 2, {label: {parameter: value}})
+        masks, _ = read_all(vol.view, seed, index, 2, {label: {parameter: value}})
         rows.append({"patient_id": vol.meta["patient_id"], "value": float(value),
                      **agreement(masks["label_a"], masks["label_b"], vol.view.spacing_zyx, vol.view.maps["body"])})
     return rows
