@@ -51,6 +51,8 @@ REFERRAL_MARGIN_MM = 10.0
 # A read's threshold error varies smoothly over about the PET resolution
 THRESHOLD_ERROR_SCALE_MM = 6.0
 
+Box = tuple[slice, ...]  # a box of the CT grid (z, y, x)
+
 
 @dataclass(frozen=True)
 class ReaderStyle:
@@ -152,20 +154,20 @@ class ReaderView:
     spacing_zyx: tuple[float, float, float]
 
 
-def eye_pet(view: ReaderView, box=None) -> np.ndarray:
+def eye_pet(view: ReaderView, box: Box | None = None) -> np.ndarray:
     """The registered noisy PET as the eye sees it (averaged over ~2 mm)."""
     box = box or tuple(slice(None) for _ in view.pet.shape)
     return ndimage.gaussian_filter(view.pet[box], sigma=[EYE_SIGMA_MM / s for s in view.spacing_zyx])
 
 
-def seen_ct_change(view: ReaderView, window_hu: tuple[float, float], box=None) -> np.ndarray:
+def seen_ct_change(view: ReaderView, window_hu: tuple[float, float], box: Box | None = None) -> np.ndarray:
     """The displayed CT minus the patient's healthy appearance, both in the reader's window (signed HU)."""
     box = box or tuple(slice(None) for _ in view.pet.shape)
     low, high = window_hu
     return np.clip(view.ct_hu[box].astype(np.float32), low, high) - np.clip(view.ct_healthy_hu[box], low, high)
 
 
-def ct_objects(view: ReaderView, window_hu: tuple[float, float], box=None) -> tuple[np.ndarray, np.ndarray]:
+def ct_objects(view: ReaderView, window_hu: tuple[float, float], box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
     """CT-change objects the eye separates from the noise (labels, 0 = none) and each object's Rose SNR."""
     seen = seen_ct_change(view, window_hu, box)
     # each axial slice is read on its own: the eye averages in-plane only
@@ -185,13 +187,13 @@ def ct_objects(view: ReaderView, window_hu: tuple[float, float], box=None) -> tu
     return labels, np.asarray(snr)
 
 
-def visible_ct_change(view: ReaderView, draw: ReaderDraw, box=None) -> np.ndarray:
+def visible_ct_change(view: ReaderView, draw: ReaderDraw, box: Box | None = None) -> np.ndarray:
     """Voxels of the CT-change objects a read sees (Rose SNR above its k)."""
     labels, snr = ct_objects(view, draw.ct_window_hu, box)
     return (snr > draw.rose_k)[labels] & (labels > 0)
 
 
-def visibility_rule(view: ReaderView, draw: ReaderDraw, box=None) -> np.ndarray:
+def visibility_rule(view: ReaderView, draw: ReaderDraw, box: Box | None = None) -> np.ndarray:
     """Voxels a read may call lesion: the eye's PET above its threshold or a CT-change object it sees."""
     return (eye_pet(view, box) > draw.pet_threshold_suv) | visible_ct_change(view, draw, box)
 
@@ -232,7 +234,7 @@ def _contour_slices(mask: np.ndarray, draw: ReaderDraw, spacing_xy: float, rng: 
     return out
 
 
-def _allowed(view: ReaderView, draw: ReaderDraw, box) -> np.ndarray:
+def _allowed(view: ReaderView, draw: ReaderDraw, box: Box) -> np.ndarray:
     """Voxels the read may contour at all: body, no metal, and none of the structures it decided to leave out."""
     m = view.maps
     allowed = m["body"][box] & ~m["metal"][box]
@@ -265,7 +267,8 @@ def _touching(parts: np.ndarray, finding: np.ndarray) -> np.ndarray:
     return np.isin(parts, touched)
 
 
-def read_focus(view: ReaderView, draw: ReaderDraw, number: int, rng: np.random.Generator):
+def read_focus(view: ReaderView, draw: ReaderDraw, number: int,
+               rng: np.random.Generator) -> tuple[Box, np.ndarray] | None:
     """One read of one referred focus: (box, region in the box), or None when the reader finds nothing there."""
     spacing = view.spacing_zyx
     referral = bounding_box(view.maps["focus_id"] == number, [int(np.ceil(REFERRAL_MARGIN_MM / s)) for s in spacing])
@@ -288,8 +291,7 @@ def read_focus(view: ReaderView, draw: ReaderDraw, number: int, rng: np.random.G
     within_reach = distance_mm(finding, spacing, draw.reach_mm) <= draw.reach_mm
     if draw.needs_both:
         # bone or cavity whose CT change object touches the hot finding: the whole object within reach
-        bone_or_cavity = (view.maps["bone"] | view.maps["periosteal"] | view.maps["abscess"]
-                          | view.maps["sinus_tract"])[box]
+        bone_or_cavity = np.any([view.maps[k][box] for k in ("bone", "periosteal", "abscess", "sinus_tract")], axis=0)
         return box, _touching(seen_objects, finding) & bone_or_cavity & allowed & within_reach
     candidate = (uptake | (seen_objects > 0)) & allowed & within_reach
     parts, _ = ndimage.label(candidate)

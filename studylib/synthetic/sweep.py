@@ -82,5 +82,6 @@ def drawn_range(label: str = SWEEP_LABEL, parameter: str = SWEEP_PARAMETER) -> t
 
 
 def ceiling(volume_ratio: float | np.ndarray) -> float | np.ndarray:
-    """Dice of a perfect model of A scored against B when B lies inside A: 2/(1+r)."""
+    """Upper bound 2/(1+r) on Dice(A, B) for r = |A|/|B| >= 1 (a perfect model of A scored against B), reached only
+    when B lies inside A."""
     return 2 / (1 + np.asarray(volume_ratio))
