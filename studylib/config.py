@@ -14,6 +14,7 @@ from .augmentation import AugmentConfig
 from .modalities import MODALITY_CHANNELS
 from .models import CONDITIONED, ModelConfig
 from .preprocessing import PreprocessConfig
+from .splits import VAL_PATIENTS
 from .training import TrainConfig
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -36,6 +37,7 @@ class StudySpec:
 
     modalities: list[str] = field(default_factory=lambda: ["ct", "pet", "dual"])
     folds: int = 5
+    val_patients: int = VAL_PATIENTS  # per fold: model selection follows them
     seeds: list[int] = field(default_factory=lambda: [0])
     labels: list[str] | None = None  # training targets (default: the cohort's train_labels); may name derived ones
     readers: list[str] | None = None  # whose labels derived targets combine (default: the cohort's train_labels)

@@ -391,10 +391,28 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
     from .synthetic import generate_cohort
 
     target = out / "cohort"
+    c = profile.cohort
     if not (target / "cohort.json").exists():
-        c = profile.cohort
         generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True, readers=c.readers)
+    check_synthetic_cohort(target / "cohort.json", profile)
     return target
+
+
+def check_synthetic_cohort(cohort_json: Path, profile: Profile) -> None:
+    """Refuse a synthetic cohort left in a results folder by another generator version or another profile: the
+    runs would silently study a cohort the code no longer makes."""
+    from .synthetic.generate import GENERATOR_VERSION
+
+    made = json.loads(cohort_json.read_text()).get("synthetic", {})
+    c = profile.cohort
+    wanted = {"generator_version": GENERATOR_VERSION, "seed": c.seed, "patients": c.patients, "scale": c.scale,
+              "readers": c.readers}
+    found = {key: made.get(key) for key in wanted}
+    if found != wanted:
+        differ = ", ".join(f"{key} {found[key]} (the profile and this code: {wanted[key]})"
+                           for key in wanted if found[key] != wanted[key])
+        raise ValueError(f"{cohort_json} was generated with {differ}; its results would not be this study's: "
+                         f"use a new --out, or delete {cohort_json.parent.parent} to start over")
 
 
 def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, splits_path: Path,
@@ -433,7 +451,8 @@ def _prepare(profile_name: str, out: Path, cohort: str | None, jobs: int, progre
     cache_dir = out / "cache"
     write_if_changed(out / "preprocess.csv", prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(index=False))
     strata = {pid: str(cohort_obj.patient(pid).read_meta().get("implant") or "none") for pid in cohort_obj.patient_ids}
-    load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata)
+    load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata,
+                        val_patients=profile.study.val_patients)
     cohort_nsd_tolerance(profile, cache_dir, cohort_obj.patient_ids)  # a tolerance below the voxel size: refused now
     runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", None)
     # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist

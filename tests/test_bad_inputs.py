@@ -191,9 +191,28 @@ def test_full_disk_leaves_no_stray_checkpoint(tmp_path, monkeypatch):
 def test_too_few_patients_for_the_folds_says_why():
     from studylib.splits import SplitError, make_splits
 
-    with pytest.raises(SplitError, match=r"3 patients in 2 folds leave 1 patient.*training and one validation"):
+    with pytest.raises(SplitError, match=r"3 patients in 2 folds leave 1 patient.*training and 3 validation"):
         make_splits(["P1", "P2", "P3"], folds=2)
-    assert len(make_splits(["P1", "P2", "P3"], folds=3)) == 3
+    with pytest.raises(SplitError, match=r"at least one training and 1 validation"):
+        make_splits(["P1", "P2", "P3"], folds=2, val_patients=1)
+    assert len(make_splits(["P1", "P2", "P3"], folds=3, val_patients=1)) == 3
+
+
+def test_model_selection_rests_on_three_validation_patients_and_nnunet_never_validates_on_our_test(tmp_path):
+    """Every fold validates on the profile's number of patients (3 by default); nnU-Net's splits_final.json gets
+    our train as its train and our validation as its val, so its selection never sees a test patient; a results
+    folder split with another number of validation patients is refused, not reused."""
+    from studylib.splits import SplitError, load_or_make_splits
+
+    ids = [f"P{i:03d}" for i in range(20)]
+    splits = load_or_make_splits(tmp_path, ids, folds=2, seed=0)
+    assert [len(f["val"]) for f in splits] == [3, 3] and [len(f["test"]) for f in splits] == [10, 10]
+    nnunet = json.loads((tmp_path / "splits_final.json").read_text())
+    for ours, theirs in zip(splits, nnunet):
+        assert theirs == {"train": ours["train"], "val": ours["val"]}
+        assert not set(theirs["train"] + theirs["val"]) & set(ours["test"])
+    with pytest.raises(SplitError, match=r"\[3\] validation patient\(s\) per fold but the profile asks for 1"):
+        load_or_make_splits(tmp_path, ids, folds=2, seed=0, val_patients=1)
 
 
 def test_registration_failure_names_the_patient(quick_cohort, tmp_path):
@@ -220,3 +239,25 @@ def test_cli_debug_shows_the_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "studylib", "aggregate", "--results", str(tmp_path / "none")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_a_synthetic_cohort_from_another_generator_version_or_profile_is_refused(tmp_path):
+    """A results folder keeps its generated cohort; one made by an older generator (or for another profile) would
+    be studied as if this code had made it, so it is refused with the file and the differing settings named."""
+    from studylib.config import load_profile
+    from studylib.study import ensure_cohort
+    from studylib.synthetic.generate import GENERATOR_VERSION
+
+    profile = load_profile(Path(__file__).parent / "tiny_profile.yaml")
+    cohort_json = tmp_path / "cohort" / "cohort.json"
+    cohort_json.parent.mkdir()
+    made = {"generator_version": GENERATOR_VERSION, "seed": profile.cohort.seed, "patients": profile.cohort.patients,
+            "scale": profile.cohort.scale, "readers": profile.cohort.readers}
+    cohort_json.write_text(json.dumps({"synthetic": made}))
+    assert ensure_cohort(profile, None, tmp_path) == cohort_json.parent
+    cohort_json.write_text(json.dumps({"synthetic": {**made, "generator_version": GENERATOR_VERSION - 1}}))
+    with pytest.raises(ValueError, match=rf"cohort.json was generated with generator_version {GENERATOR_VERSION - 1}"):
+        ensure_cohort(profile, None, tmp_path)
+    cohort_json.write_text(json.dumps({"synthetic": {**made, "seed": 7}}))
+    with pytest.raises(ValueError, match=r"seed 7 \(the profile and this code: 0\).*new --out"):
+        ensure_cohort(profile, None, tmp_path)
