@@ -664,6 +664,7 @@ def limitations_markdown(ctx: ReportContext) -> str:
                      "patients. Agreement between the readers is an outcome of the reader models, so the paper's kappa "
                      "cannot be tested; scanner, protocol and reader variation beyond the simulation are not "
                      "represented.")
+        items.append(development_limitation(int(ctx.cohort_spec["synthetic"].get("seed", -1))))
     else:
         disease = ctx.cohort_spec.get("disease", "a disease the cohort description does not name")
         items.append(f"**A real cohort of {pp.patient_id.nunique()} test patients** ({disease}) with {readers} "
@@ -686,6 +687,18 @@ def limitations_markdown(ctx: ReportContext) -> str:
                  "each test volume to the z-extent of that patient's own labels, so it cannot show whether a model "
                  "finds the lesion; the primary analysis is the `full` volume.")
     return "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def development_limitation(cohort_seed: int) -> str:
+    """Whether this synthetic cohort confirms the settings or is the one they were chosen on."""
+    from .synthetic import DEVELOPMENT_SEED
+
+    if cohort_seed == DEVELOPMENT_SEED:
+        return (f"**The development cohort.** This is cohort seed {DEVELOPMENT_SEED}, on which the profile's settings "
+                "and the reader models were chosen: its numbers informed those choices and confirm nothing.")
+    return (f"**Settings frozen before this cohort.** The profile's settings and the reader models were chosen on the "
+            f"development cohort (seed {DEVELOPMENT_SEED}); this cohort (seed {cohort_seed}) did not inform them, "
+            "unless the profile's comments say otherwise.")
 
 
 def hardware_limitation(ctx: ReportContext) -> str:
@@ -744,7 +757,7 @@ def ct_arm_limitations(ctx: ReportContext) -> list[str]:
             evidence.append(f"{int(ct.converged.fillna(False).astype(bool).sum())} of {len(ct)} CT-only runs converged "
                             "by the written rule")
     text = (f"**The CT-only arm** ({'; '.join(parts) or 'no CT/PET pair'}; the paper: {paper_ct:.1f} % DSC). Likely "
-            "causes: the method at this scale (a small network, a step budget, 2D slices), model selection on few "
+            "causes: the method at this scale (a small network, a short schedule, 2D slices), model selection on few "
             "validation volumes, and, for the specific label, a criterion (strong uptake) that CT cannot show.")
     if evidence:
         text += " Evidence here: " + "; ".join(evidence) + "."

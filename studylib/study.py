@@ -403,7 +403,7 @@ def check_synthetic_cohort(cohort_json: Path, profile: Profile) -> None:
     runs would silently study a cohort the code no longer makes."""
     from .synthetic.generate import GENERATOR_VERSION
 
-    made = json.loads(cohort_json.read_text()).get("synthetic", {})
+    made = {"generator_version": 1, **json.loads(cohort_json.read_text()).get("synthetic", {})}  # 1: unversioned
     c = profile.cohort
     wanted = {"generator_version": GENERATOR_VERSION, "seed": c.seed, "patients": c.patients, "scale": c.scale,
               "readers": c.readers}

@@ -128,6 +128,10 @@ def test_limitations_follow_the_study(tiny_study):
     assert "Training variance is not measured" in text and "one seed (0)" in text
     assert "A synthetic cohort" in text and "The CT-only arm" in text and "ground-truth-informed" in text
     assert "validation patient(s)" in text and "Power." in text
+    assert "Settings frozen before this cohort" in text and "(seed 0)" in text  # the tiny study's cohort seed
+    development = copy.copy(ctx)
+    development.cohort_spec = {**ctx.cohort_spec, "synthetic": {**ctx.cohort_spec["synthetic"], "seed": 1000}}
+    assert "The development cohort" in limitations_markdown(development)
     several = copy.copy(ctx)
     several.summaries = [{**s, "params": {**s["params"], "seed": seed}} for s in ctx.summaries for seed in (0, 1, 2)]
     text = limitations_markdown(several)
