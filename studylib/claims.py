@@ -165,22 +165,36 @@ def missing_inputs(per_patient: pd.DataFrame, c: Comparison) -> str:
     return ", ".join(sorted(absent))
 
 
+def _mostly_empty(group: pd.DataFrame) -> tuple[int, int, str] | None:
+    """(empty, scored, rule) when a model's own-label predictions are (almost) empty on most patients, else None."""
+    if {"volume_pred_ml", "volume_ref_ml"} <= set(group):
+        group = group[group.volume_ref_ml > 0]  # no reference volume: nothing to fall short of
+        empty = group.volume_pred_ml < FAILED_VOLUME_FRACTION * group.volume_ref_ml
+        what = f"predicted volume below {100 * FAILED_VOLUME_FRACTION:g} % of the reference"
+    else:
+        empty = group.dsc < FAILED_DSC
+        what = f"DSC below {FAILED_DSC}"
+    if len(group) and empty.sum() > FAILED_SHARE * len(group):
+        return int(empty.sum()), len(group), what
+    return None
+
+
 def failed_arms(per_patient: pd.DataFrame) -> dict[tuple[str, str], str]:
     """Models (modality, training label) that predict (almost) nothing on their own label on most patients."""
     own = per_patient[per_patient.ground_truth == per_patient.train_label]
     out = {}
     for (modality, label), group in own.groupby(["modality", "train_label"]):
-        if {"volume_pred_ml", "volume_ref_ml"} <= set(group):
-            group = group[group.volume_ref_ml > 0]  # no reference volume: nothing to fall short of
-            empty = group.volume_pred_ml < FAILED_VOLUME_FRACTION * group.volume_ref_ml
-            what = f"predicted volume below {100 * FAILED_VOLUME_FRACTION:g} % of the reference"
-        else:
-            empty = group.dsc < FAILED_DSC
-            what = f"DSC below {FAILED_DSC}"
-        if len(group) and empty.sum() > FAILED_SHARE * len(group):
-            out[(modality, label)] = (f"{modality} trained on {label}: {what} on {int(empty.sum())} of {len(group)} "
-                                      "patients")
+        failed = _mostly_empty(group)
+        if failed:
+            out[(modality, label)] = f"{modality} trained on {label}: {failed[2]} on {failed[0]} of {failed[1]} patients"
     return out
+
+
+def failed_runs(per_run: pd.DataFrame) -> list[str]:
+    """Runs (one fold, one seed) whose own-label predictions are (almost) empty on most of their test patients, by
+    the rule of ``failed_arms`` applied to each run instead of to the seed-averaged arm."""
+    own = per_run[per_run.ground_truth == per_run.train_label]
+    return sorted(run for run, group in own.groupby("run_id") if _mostly_empty(group))
 
 
 def labels_nest(agreement: pd.DataFrame | None) -> str:

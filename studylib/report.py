@@ -105,6 +105,7 @@ class ReportContext:
     cohort_spec: dict
     agreement: dict = field(default_factory=dict)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_run: pd.DataFrame = field(default_factory=pd.DataFrame)  # primary rows of every run, before seed averaging
 
     @classmethod
     def load(cls, results: str | os.PathLike) -> ReportContext:
@@ -127,9 +128,11 @@ class ReportContext:
         agreement_path = results / "cohort_qa" / "agreement.json"
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
         per_patient_agreement = results / "cohort_qa" / "agreement.csv"
+        per_run = agg.primary(raw, results)
         claims = claims_table(per_patient, pd.read_csv(per_patient_agreement) if per_patient_agreement.exists() else None,
-                              synthetic_readers="synthetic" in cohort_spec, per_seed=agg.primary(raw, results))
-        return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims)
+                              synthetic_readers="synthetic" in cohort_spec, per_seed=per_run)
+        return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims,
+                   per_run)
 
     @property
     def labels(self) -> list[str]:
@@ -626,7 +629,7 @@ def ct_sign_contrast(ctx: ReportContext) -> pd.DataFrame:
 def limitations_markdown(ctx: ReportContext) -> str:
     """What the tables can and cannot show, written from this results folder (seeds, folds, validation patients,
     power, cohort, scale, precision and hardware, the CT-only arm, boundary metrics, regions)."""
-    from .claims import ALPHA
+    from .claims import ALPHA, failed_runs
 
     pp, profile, items = ctx.per_patient, ctx.profile, []
     seeds = sorted({s["params"]["seed"] for s in ctx.summaries if "params" in s})
@@ -676,6 +679,14 @@ def limitations_markdown(ctx: ReportContext) -> str:
                      f"setting{'s' if len(profile.departures) > 1 else ''} ({shown}{'; ...' if len(profile.departures) > 6 else ''}; reasons in the departures "
                      "table). The paper-scale profile has not run in this results folder: its numbers are not these.")
     items.append(hardware_limitation(ctx))
+    failed = failed_runs(ctx.per_run) if len(ctx.per_run) and "run_id" in ctx.per_run else []
+    if failed:
+        runs = ctx.per_run.run_id.nunique()
+        items.append(f"**Runs that failed to train.** {len(failed)} of {runs} runs predicted (almost) nothing on most "
+                     f"of their test patients ({', '.join(f'`{r}`' for r in failed)}). Their scores stay in the seed "
+                     "means of Tables 1-2 and of the claims; the failed-arm rule judges each seed-averaged arm, so one "
+                     "failed run among its seeds lowers an arm's values without making its comparisons not testable. "
+                     "The stability column gives the verdict on each seed alone.")
     items += ct_arm_limitations(ctx)
     own = agg.own_rows(pp)
     empty = agg.empty_predictions(own)

@@ -196,3 +196,19 @@ def test_abstract_leads_with_the_central_claim_and_counts_apart():
     assert f"1 {BY_CONSTRUCTION}" in text and f"4 {FAILED_ARM}" in text
     table = claims_markdown(ctx)
     assert "| seeds |" not in table and "| paper |" in table and "97.5 %: +" in table  # Table 1 without CT: m = 2
+
+
+def test_one_failed_run_among_seeds_is_named_though_the_averaged_arm_passes():
+    """A run that predicts nothing on one seed is listed by failed_runs; averaged with two good seeds its arm keeps
+    enough volume for failed_arms, which is why the report names such runs apart."""
+    from studylib.claims import failed_arms, failed_runs
+
+    seeds = [_per_patient(0.8, 0.7, 0.5, seed=s).assign(seed=s) for s in (0, 1)]
+    seeds.append(_per_patient(0.8, 0.7, 0.5, seed=2, failed=("dual",)).assign(seed=2))
+    per_run = pd.concat(seeds, ignore_index=True)
+    per_run["run_id"] = per_run.modality + "__" + per_run.train_label + "__fold0__seed" + per_run.seed.astype(str)
+    assert failed_runs(per_run) == ["dual__label_a__fold0__seed2", "dual__label_b__fold0__seed2"]
+    averaged = per_run.groupby(["modality", "train_label", "ground_truth", "patient_id"], as_index=False)[
+        ["dsc", "volume_pred_ml", "volume_ref_ml"]].mean()
+    assert failed_arms(averaged) == {}
+    assert failed_runs(per_run[per_run.seed < 2]) == []
