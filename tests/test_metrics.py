@@ -3,7 +3,7 @@ import pytest
 import SimpleITK as sitk
 from sklearn.metrics import cohen_kappa_score
 
-from studylib import metrics as M
+from studylib.evaluation import metrics as M
 
 
 def test_hand_computed_tiny_masks():
@@ -114,7 +114,7 @@ def test_lesion_detection_rule():
 
 
 def test_lesion_side_fraction():
-    from studylib.metrics import lesion_side_fraction
+    from studylib.evaluation.metrics import lesion_side_fraction
 
     body = np.zeros((4, 10, 20), bool)
     body[:, 2:8, 1:8] = True
@@ -129,7 +129,7 @@ def test_lesion_side_fraction():
 
 
 def test_nsd_tolerance_follows_the_voxel_size():
-    from studylib.metrics import nsd_tolerance
+    from studylib.evaluation.metrics import nsd_tolerance
 
     spacings = [(2.1, 2.1, 3.0), (2.6, 2.6, 2.0)]
     assert nsd_tolerance(None, spacings) == 3.0  # the largest spacing, rounded up to 0.5 mm
@@ -142,7 +142,7 @@ def test_nsd_tolerance_follows_the_voxel_size():
 def test_boundary_summaries_are_not_decided_by_an_empty_prediction():
     import pandas as pd
 
-    from studylib.aggregate import table1_extra
+    from studylib.reporting.aggregate import table1_extra
 
     rows = []
     for i, (hd95, empty) in enumerate([(3.0, False), (4.0, False), (5.0, False), (654.0, True)]):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .targets import reader_count
+from ..preprocessing.targets import reader_count
 
 
 def partial_agreement(count: np.ndarray, total: int) -> np.ndarray:
@@ -49,8 +49,8 @@ def style_predictions(results: Path, modality: str, fold: int, seed: int, reader
                       background: float, pid: str) -> dict[str, list[Path]]:
     """Prediction files of one test patient's style models: {"decoupled": [...], "conditioned": [...]} (complete
     families only, in reader order)."""
-    from .models import CONDITIONED
-    from .study import run_id
+    from ..pipeline.study import run_id
+    from ..training.models import CONDITIONED
 
     families = {
         "decoupled": [results / "runs" / run_id(modality, r, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
@@ -68,10 +68,10 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     """
     import SimpleITK as sitk
 
-    from .cache import load_cached, load_native
-    from .cohort import load_cohort
-    from .config import load_profile
-    from .imageio import image_from_array, write_image
+    from ..ingest.cohort import load_cohort
+    from ..ingest.imageio import image_from_array, write_image
+    from ..plans.profiles import load_profile
+    from ..preprocessing.cache import load_cached, load_native
 
     results = Path(results)
     profile = load_profile(results / "profile.yaml")

@@ -315,7 +315,9 @@ def claims_table(per_patient: pd.DataFrame, agreement: pd.DataFrame | None = Non
     averaged here). ``per_seed``, the same rows before seed averaging, adds the stability of each verdict over seeds.
     """
     if "seed" in per_patient and per_patient.seed.nunique() > 1:
-        from .aggregate import seed_mean  # here, not at the top: aggregate imports torch (through models)
+        from ..reporting.aggregate import (
+            seed_mean,  # here, not at the top: aggregate imports torch (through models)
+        )
 
         per_patient = seed_mean(per_patient)
     table = _judge(per_patient, agreement)

@@ -9,8 +9,15 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from .cohort import split_label_source
-from .imageio import ImageReadError, check_binary_mask, check_finite, image_from_array, read_image, same_grid
+from ..ingest.cohort import split_label_source
+from ..ingest.imageio import (
+    ImageReadError,
+    check_binary_mask,
+    check_finite,
+    image_from_array,
+    read_image,
+    same_grid,
+)
 from .registration import RegistrationError, RegistrationResult, register_pet_to_ct, resample_to
 
 EPSILON = 1e-8
@@ -101,11 +108,11 @@ def _read_label(source: str, ct: sitk.Image, pet: sitk.Image, transform: sitk.Tr
     """A label as a uint8 array on the CT grid (a mask file or SEG segment on the CT or PET grid, an RTSTRUCT ROI)."""
     form, structure, path = split_label_source(source)
     if form == "rtstruct":
-        from .dicom import rasterise_rtstruct
+        from ..ingest.dicom import rasterise_rtstruct
 
         return rasterise_rtstruct(path, ct, structure)
     if form == "seg":
-        from .seg import read_seg_segment
+        from ..ingest.seg import read_seg_segment
 
         array, grid = read_seg_segment(path, structure, (ct, pet))
         if grid == 0:

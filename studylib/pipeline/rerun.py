@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .results_lock import results_lock
+from ..plans.results_lock import results_lock
+from ..training.trainer import load_checkpoint
 from .study import RunParams, execute_notebook_run
-from .training import load_checkpoint
 
 
 def compare_per_patient(original: Path, rerun: Path) -> dict:

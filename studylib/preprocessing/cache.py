@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import split_label_source
-from .preprocessing import PreprocessConfig, body_mask, load_patient_on_ct, normalise_channels, resize_slices
+from ..ingest.cohort import split_label_source
+from .patient_on_ct import PreprocessConfig, body_mask, load_patient_on_ct, normalise_channels, resize_slices
 from .targets import derived_targets
 
 

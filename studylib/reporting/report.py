@@ -19,18 +19,25 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..evaluation.claims import (
+    NOT_TESTABLE,
+    VERDICT_RULES,
+    central_claim,
+    claims_table,
+    interval_text,
+    verdict_counts,
+)
+from ..evaluation.metrics import NSD_ROUNDING_MM
+from ..evaluation.paper import load_paper
+from ..evaluation.statistics import smallest_testable_pairs
+from ..ingest.cohort import load_cohort
+from ..ingest.modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
+from ..pipeline.study import RunParams
+from ..plans.profiles import Profile, load_profile
+from ..plans.results_lock import results_lock
 from . import aggregate as agg
-from .claims import NOT_TESTABLE, VERDICT_RULES, central_claim, claims_table, interval_text, verdict_counts
-from .cohort import load_cohort
-from .config import Profile, load_profile
-from .metrics import NSD_ROUNDING_MM
-from .modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
-from .paper import load_paper
-from .results_lock import results_lock
-from .statistics import smallest_testable_pairs
-from .study import RunParams
 
-REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
+REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
@@ -235,7 +242,7 @@ def convergence_markdown(ctx: ReportContext) -> str:
     if not path.exists():
         return "Convergence was not recorded for these runs.\n"
     table = pd.read_csv(path)
-    from .training import ANNEALED_LR_FRACTION, FLAT_TAIL_DROP
+    from ..training.trainer import ANNEALED_LR_FRACTION, FLAT_TAIL_DROP
 
     done = int(table.converged.fillna(False).astype(bool).sum())
     patience = int(table.get("stopped_by_patience", pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
@@ -280,8 +287,8 @@ def regions_markdown(ctx: ReportContext) -> str:
 def readers_markdown(ctx: ReportContext) -> str:
     """Beyond the paper: every style model (decoupled per reader, conditioned, consensus targets) against every
     reader, the consensus and the truth, dual input, side by side."""
-    from .models import CONDITIONED
-    from .targets import DERIVED_TARGETS
+    from ..preprocessing.targets import DERIVED_TARGETS
+    from ..training.models import CONDITIONED
 
     readers = ctx.profile.readers(ctx.cohort_spec.get("train_labels", []))
     pp = ctx.per_patient[ctx.per_patient.modality == "dual"]
@@ -626,7 +633,7 @@ def ct_sign_contrast(ctx: ReportContext) -> pd.DataFrame:
 def limitations_markdown(ctx: ReportContext) -> str:
     """What the tables can and cannot show, written from this results folder (seeds, folds, validation patients,
     power, cohort, scale, precision and hardware, the CT-only arm, boundary metrics, regions)."""
-    from .claims import ALPHA
+    from ..evaluation.claims import ALPHA
 
     pp, profile, items = ctx.per_patient, ctx.profile, []
     seeds = sorted({s["params"]["seed"] for s in ctx.summaries if "params" in s})
@@ -691,7 +698,7 @@ def limitations_markdown(ctx: ReportContext) -> str:
 
 def development_limitation(cohort_seed: int) -> str:
     """Whether this synthetic cohort confirms the settings or is the one they were chosen on."""
-    from .synthetic import DEVELOPMENT_SEED
+    from ..synthetic import DEVELOPMENT_SEED
 
     if cohort_seed == DEVELOPMENT_SEED:
         return (f"**The development cohort.** This is cohort seed {DEVELOPMENT_SEED}, on which the profile's settings "

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..evaluation.statistics import mean_sd_text, paired_comparisons, summarise, summary_table
+from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
+from ..training.models import CONDITIONED
 from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, save_figure, training_curves_figure
-from .modalities import MODALITY_NAMES, MODALITY_ORDER
-from .models import CONDITIONED
-from .statistics import mean_sd_text, paired_comparisons, summarise, summary_table
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
@@ -162,7 +162,7 @@ def model_tests(per_patient: pd.DataFrame, modality: str = "dual", metric: str =
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    from .statistics import holm
+    from ..evaluation.statistics import holm
 
     out["p_holm"] = holm(out["p_value"].to_numpy())
     return out
@@ -196,7 +196,7 @@ def convergence_table(results: str | os.PathLike) -> pd.DataFrame:
     The verdict is recomputed here from each run's ``training_log.csv`` by ``training.convergence``, so runs written
     before the rule changed are judged by the rule in force.
     """
-    from .training import convergence
+    from ..training.trainer import convergence
 
     rows = []
     for run in planned_runs(results):
@@ -330,15 +330,15 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     """Fig. 2 analogue (GT A + model A red, GT B + model B blue) and Fig. 3 analogue (model A vs B)."""
     import SimpleITK as sitk
 
-    from .cache import load_native
-    from .cohort import load_cohort
+    from ..ingest.cohort import load_cohort
+    from ..ingest.imageio import read_image
+    from ..preprocessing.cache import load_native
+    from ..preprocessing.registration import resample_to, transform_from_record
     from .figures import model_comparison_figure, overlay_figure, registration_qa_figure
-    from .imageio import read_image
-    from .registration import resample_to, transform_from_record
 
     results = Path(results)
     out = results / "aggregate"
-    from .study import RunParams
+    from ..pipeline.study import RunParams
 
     run_params = next(run / "params.json" for run in planned_runs(results) if (run / "params.json").exists())
     cohort = load_cohort(RunParams.from_record(run_params).cohort)

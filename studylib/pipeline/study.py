@@ -17,20 +17,20 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
-from .cache import cache_patient, load_cached, load_native, select_training_slices
-from .cohort import Cohort, load_cohort
-from .config import Profile, load_profile, write_profile_snapshot
+from ..evaluation.metrics import agreement, nsd_tolerance, patient_metrics
+from ..inference.volume import probability_volume, write_prediction
+from ..ingest.cohort import Cohort, load_cohort
+from ..ingest.modalities import MODALITY_CHANNELS
+from ..plans.profiles import Profile, load_profile, write_profile_snapshot
+from ..plans.results_lock import results_lock
+from ..plans.splits import load_or_make_splits
+from ..preprocessing.cache import cache_patient, load_cached, load_native, select_training_slices
+from ..preprocessing.parallel import map_in_processes
+from ..training.models import CONDITIONED, build_run_model, count_parameters, with_style_planes
+from ..training.trainer import convergence, load_checkpoint, numerics_record, resolve_device, train_model
 from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV, Executor, LocalExecutor
-from .inference import probability_volume, write_prediction
-from .metrics import agreement, nsd_tolerance, patient_metrics
-from .modalities import MODALITY_CHANNELS
-from .models import CONDITIONED, build_run_model, count_parameters, with_style_planes
-from .parallel import map_in_processes
-from .results_lock import results_lock
-from .splits import load_or_make_splits
-from .training import convergence, load_checkpoint, numerics_record, resolve_device, train_model
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
 
@@ -388,7 +388,7 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
     """The cohort to study: the given one, or the profile's synthetic cohort (generated once under ``out``)."""
     if cohort:
         return Path(cohort)
-    from .synthetic import generate_cohort
+    from ..synthetic import generate_cohort
 
     target = out / "cohort"
     c = profile.cohort
@@ -401,7 +401,7 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
 def check_synthetic_cohort(cohort_json: Path, profile: Profile) -> None:
     """Refuse a synthetic cohort left in a results folder by another generator version or another profile: the
     runs would silently study a cohort the code no longer makes."""
-    from .synthetic.generate import GENERATOR_VERSION
+    from ..synthetic.generate import GENERATOR_VERSION
 
     made = {"generator_version": 1, **json.loads(cohort_json.read_text()).get("synthetic", {})}  # 1: unversioned
     c = profile.cohort

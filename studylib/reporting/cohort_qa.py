@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from .cache import load_cached, load_native
-from .cohort import Cohort
+from ..evaluation.metrics import patient_level_kappa
+from ..ingest.cohort import Cohort
+from ..ingest.imageio import read_image
+from ..pipeline.study import rater_agreement
+from ..preprocessing.cache import load_cached, load_native
+from ..preprocessing.registration import resample_to, transform_from_record
+from ..synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary
 from .figures import lesion_slice, patient_qa_figure, registration_qa_figure, save_figure
-from .imageio import read_image
-from .metrics import patient_level_kappa
-from .registration import resample_to, transform_from_record
-from .study import rater_agreement
-from .synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary
 
 
 def write_agreement(cohort: Cohort, cache_dir: Path, out_dir: Path) -> pd.DataFrame:

@@ -10,9 +10,9 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from .imageio import image_from_array, write_image
-from .preprocessing import restore_slices
-from .training import set_up_numerics
+from ..ingest.imageio import image_from_array, write_image
+from ..preprocessing.patient_on_ct import restore_slices
+from ..training.trainer import set_up_numerics
 
 
 @torch.no_grad()

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import cache_patient, load_cached, load_native
-from .cohort import CohortError, load_cohort
-from .config import load_profile
-from .dicom import choose_series
-from .inference import write_prediction
-from .modalities import MODALITY_CHANNELS
-from .models import CONDITIONED, build_run_model
-from .seg import write_seg
+from ..inference.volume import write_prediction
+from ..ingest.cohort import CohortError, load_cohort
+from ..ingest.dicom import choose_series
+from ..ingest.modalities import MODALITY_CHANNELS
+from ..ingest.seg import write_seg
+from ..plans.profiles import load_profile
+from ..preprocessing.cache import cache_patient, load_cached, load_native
+from ..training.models import CONDITIONED, build_run_model
+from ..training.trainer import load_checkpoint, resolve_device
 from .study import RunParams, evaluate_patient, predict_styles
-from .training import load_checkpoint, resolve_device
 
 
 def package_version() -> str:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import yaml
 
-from .augmentation import AugmentConfig
-from .modalities import MODALITY_CHANNELS
-from .models import CONDITIONED, ModelConfig
-from .preprocessing import PreprocessConfig
+from ..ingest.modalities import MODALITY_CHANNELS
+from ..preprocessing.patient_on_ct import PreprocessConfig
+from ..training.augmentation import AugmentConfig
+from ..training.models import CONDITIONED, ModelConfig
+from ..training.trainer import TrainConfig
 from .splits import VAL_PATIENTS
-from .training import TrainConfig
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Profile:
 
     def derived_targets(self, cohort) -> tuple[list[str], list[str]]:
         """(derived targets the study trains on, the readers they combine) for ``cohort``."""
-        from .targets import DERIVED_TARGETS
+        from ..preprocessing.targets import DERIVED_TARGETS
 
         derived = [label for label in (self.study.labels or []) if label in DERIVED_TARGETS]
         return derived, self.readers(cohort.train_labels) if derived else []
