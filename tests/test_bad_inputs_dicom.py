@@ -21,7 +21,8 @@ from pydicom.valuerep import format_number_as_ds
 
 from studylib.ingest.cohort import load_cohort, split_label_source
 from studylib.ingest.dicom import rasterise_rtstruct, read_dicom_series
-from studylib.ingest.imageio import ImageReadError, read_image
+from studylib.ingest.errors import ImageReadError
+from studylib.ingest.imageio import read_image
 from studylib.ingest.seg import POSITION_TOLERANCE_VOXELS, read_seg_segment, segment_labels, segments
 from studylib.preprocessing.patient_on_ct import load_patient_on_ct
 

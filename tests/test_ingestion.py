@@ -5,7 +5,8 @@ import pytest
 import SimpleITK as sitk
 
 from studylib.ingest.cohort import CohortError, init_cohort, load_cohort
-from studylib.ingest.imageio import ImageReadError, read_image
+from studylib.ingest.errors import ImageReadError
+from studylib.ingest.imageio import read_image
 from studylib.preprocessing.cache import cache_patient
 from studylib.preprocessing.patient_on_ct import (
     PreprocessConfig,

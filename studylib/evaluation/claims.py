@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import load_paper
-from .statistics import bonferroni_level, bootstrap_ci, holm, paired_test, smallest_testable_pairs
+from .statistics import bonferroni_level, bootstrap_ci, holm, paired_test, seed_mean, smallest_testable_pairs
 
 ALPHA = 0.05
 N_BOOT = 10000  # resamples of patients: >= 20 in each tail of the narrowest (Bonferroni-adjusted) interval here
@@ -315,10 +315,6 @@ def claims_table(per_patient: pd.DataFrame, agreement: pd.DataFrame | None = Non
     averaged here). ``per_seed``, the same rows before seed averaging, adds the stability of each verdict over seeds.
     """
     if "seed" in per_patient and per_patient.seed.nunique() > 1:
-        from ..reporting.aggregate import (
-            seed_mean,  # here, not at the top: aggregate imports torch (through models)
-        )
-
         per_patient = seed_mean(per_patient)
     table = _judge(per_patient, agreement)
     if per_seed is not None and "seed" in per_seed:

@@ -108,3 +108,11 @@ def smallest_testable_pairs(family_size: int, alpha: float) -> int:
 def bonferroni_level(alpha: float, family_size: int) -> float:
     """Confidence level of each of ``family_size`` intervals that together cover with probability >= 1 - alpha."""
     return 1.0 - alpha / max(family_size, 1)
+
+
+def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Average repeated seeds per (region, background, modality, train label, ground truth, patient)."""
+    keys = [k for k in ("region", "background_fraction") if k in per_patient]
+    keys += ["modality", "train_label", "ground_truth", "patient_id"]
+    numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
+    return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()

@@ -1,4 +1,8 @@
-"""3D inference: predict every axial slice, map back to the CT grid, restack, threshold, write NIfTI."""
+"""3D inference: predict every axial slice, map back to the CT grid, restack, threshold, write NIfTI.
+
+A voxel is foreground when the model's probability is at least ``MASK_THRESHOLD``: the one threshold of every
+predicted mask (the masks written as NIfTI or DICOM SEG, and the masks scored).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,15 @@ from torch import nn
 
 from ..ingest.imageio import image_from_array, write_image
 from ..preprocessing.patient_on_ct import restore_slices
+from ..training.models import CONDITIONED, with_style_planes
 from ..training.trainer import set_up_numerics
+
+MASK_THRESHOLD = 0.5
+
+
+def foreground(probabilities: np.ndarray) -> np.ndarray:
+    """The predicted mask of a probability map: probability >= ``MASK_THRESHOLD``."""
+    return probabilities >= MASK_THRESHOLD
 
 
 @torch.no_grad()
@@ -53,12 +65,28 @@ def geometry_image(array: np.ndarray, ct_geometry: dict) -> sitk.Image:
 
 
 def write_prediction(probabilities: np.ndarray, ct_geometry: dict, out_dir: str | os.PathLike, name: str,
-                     threshold: float = 0.5, save_probabilities: bool = False) -> Path:
-    """Write ``<name>.nii.gz`` (uint8 mask at ``threshold``) and optionally ``<name>_prob.nii.gz``."""
+                     save_probabilities: bool = False) -> Path:
+    """Write ``<name>.nii.gz`` (uint8 mask, ``foreground``) and optionally ``<name>_prob.nii.gz``."""
     out_dir = Path(out_dir)
-    mask = (probabilities >= threshold).astype(np.uint8)
+    mask = foreground(probabilities).astype(np.uint8)
     path = out_dir / f"{name}.nii.gz"
     write_image(geometry_image(mask, ct_geometry), path)
     if save_probabilities:
         write_image(geometry_image(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")
     return path
+
+
+def predict_styles(model: nn.Module, cached, channels: list[str], label: str, styles: list[str], device,
+                   precision: str) -> list[tuple[str, np.ndarray]]:
+    """(model name, 3D probabilities on the CT grid) of a test patient: one map named ``label``, or one per style
+    of a style-conditioned model (named ``conditioned_<style>``)."""
+    index = cached.channel_index(channels)
+    geometry = cached.meta["ct_geometry"]
+    if not styles:
+        return [(label, probability_volume(model, cached.images, index, geometry, device=device, fit=cached.fit,
+                                          precision=precision))]
+    images = np.asarray(cached.images[:, index])
+    return [(f"{CONDITIONED}_{style}",
+             probability_volume(model, with_style_planes(images, i, len(styles)), list(range(len(index) + len(styles))),
+                                geometry, device=device, fit=cached.fit, precision=precision))
+            for i, style in enumerate(styles)]

@@ -34,12 +34,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CohortError
 from .modalities import CHANNELS
-
-
-class CohortError(ValueError):
-    """A cohort description or one of its files is invalid; the message names patient and file."""
-
 
 # Patient ids and label names become folder and file names (cache, runs, predictions): one path component from a
 # portable character set, so that no identifier can point outside the results folder ('..', '/', absolute paths)

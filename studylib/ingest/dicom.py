@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .imageio import (
+from .errors import ImageReadError
+from .image_checks import (
     FRAME_OF_REFERENCE_KEY,
     SERIES_KEY,
     STUDY_KEY,
-    ImageReadError,
     check_ct_hu,
     image_source,
     image_tag,
@@ -223,7 +223,7 @@ def read_dicom_series(folder: str | os.PathLike, modality: str | None = None, pa
     """Read the CT/PT/MR series of a folder; PET comes back in SUV body weight.
 
     The image carries its folder, patient and DICOM frame of reference, study and series UIDs in its metadata
-    (``imageio.SOURCE_KEY`` ...), against which SEG and RTSTRUCT labels are checked.
+    (``image_checks.SOURCE_KEY`` ...), against which SEG and RTSTRUCT labels are checked.
     """
     folder = Path(folder)
     modality = {"CT": "CT", "PT": "PT", "PET": "PT", "MR": "MR", "MRI": "MR", None: "CT"}[modality.upper() if modality else None]

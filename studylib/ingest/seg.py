@@ -20,7 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom import select_structures
-from .imageio import FRAME_OF_REFERENCE_KEY, SERIES_KEY, ImageReadError, image_source, image_tag
+from .errors import ImageReadError
+from .image_checks import FRAME_OF_REFERENCE_KEY, SERIES_KEY, image_source, image_tag
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 

@@ -1,6 +1,6 @@
 """Where the grid's runs execute: worker slots on this machine (``local``) or tasks on a Ray cluster (``ray``).
 
-Both execute the same function on each run (``study.execute_notebook_run``: the run notebook, papermill) and
+Both execute the same function on each run (``run.execute_notebook_run``: the run notebook, papermill) and
 write into the same results folder layout, so resuming, aggregation and the report do not depend on the executor.
 The ``ray`` executor needs the results folder on storage that every node mounts at the same path, and
 petct-study installed on every node (``pip install 'petct-study[ray]'``).

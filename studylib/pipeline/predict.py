@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..inference.volume import write_prediction
+from ..evaluation.scoring import score_patient
+from ..inference.volume import foreground, predict_styles, write_prediction
 from ..ingest.cohort import CohortError, load_cohort
 from ..ingest.dicom import choose_series
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..ingest.seg import write_seg
-from ..plans.profiles import load_profile
+from ..plans.profiles import Profile, load_profile
+from ..plans.runs import RunParams
 from ..preprocessing.cache import cache_patient, load_cached, load_native
 from ..training.models import CONDITIONED, build_run_model
 from ..training.trainer import load_checkpoint, resolve_device
-from .study import RunParams, evaluate_patient, predict_styles
 
 
 def package_version() -> str:
@@ -29,6 +30,20 @@ def package_version() -> str:
         return md.version("petct-study")
     except md.PackageNotFoundError:
         return "unknown"
+
+
+def recorded_scoring(model_dir: Path, params: RunParams, profile: Profile) -> tuple[list[str], float]:
+    """(the labels whose z-extent is the lesion_extent region, the NSD tolerance) a run scored with, so a new
+    cohort is scored as the study scored its test patients.
+
+    Runs from before the mask targets were recorded: the run's profile over the run's own cohort (what the study
+    computed then). Runs from before the tolerance was recorded scored with the profile's value, whose default was
+    then 2 mm.
+    """
+    summary = model_dir / "summary.json"
+    recorded = json.loads(summary.read_text()) if summary.exists() else {}
+    mask_targets = recorded.get("mask_targets") or profile.mask_targets(load_cohort(params.cohort))
+    return mask_targets, recorded.get("nsd_tolerance_mm") or profile.study.nsd_tolerance_mm or 2.0
 
 
 def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out: str | os.PathLike,
@@ -57,11 +72,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
             raise CohortError(f"a DICOM SEG references a DICOM CT series, but the CT of {', '.join(not_dicom)} is "
                               f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
     derived, readers = profile.derived_targets(cohort_obj)
-    # the tolerance the study scored with; runs from before it was recorded scored with the profile's value,
-    # whose default was then 2 mm
-    summary = model_dir / "summary.json"
-    recorded = json.loads(summary.read_text()).get("nsd_tolerance_mm") if summary.exists() else None
-    tolerance = recorded or profile.study.nsd_tolerance_mm or 2.0
+    extent_labels, tolerance = recorded_scoring(model_dir, params, profile)
     rows = []
     for pid in chosen:
         record = cohort_obj.patient(pid)
@@ -76,12 +87,11 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
             stem = f"{pid}__{name}" if styles else pid
             write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
             if dicom_seg:
-                write_seg((probs >= 0.5).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",
+                write_seg(foreground(probs).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",
                           segment_label=name, algorithm=f"petct-study {params.modality} {name}",
                           version=package_version())
-            if labels:  # scored exactly as in a study run (both regions, the profile's NSD tolerance)
-                for row in evaluate_patient(probs >= 0.5, labels, body, cached.geometry.spacing_zyx,
-                                            cohort_obj.train_labels, tolerance):
+            if labels:  # scored as in a study run: score_patient with the run's mask targets and NSD tolerance
+                for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, extent_labels, tolerance):
                     rows.append({"patient_id": pid, "model": model_dir.name, "style": name, **row})
     if not rows:
         return None

@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 
 from ..plans.results_lock import results_lock
+from ..plans.runs import RunParams
 from ..training.trainer import load_checkpoint
-from .study import RunParams, execute_notebook_run
+from .run import execute_notebook_run
 
 
 def compare_per_patient(original: Path, rerun: Path) -> dict:

@@ -10,14 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from ..ingest.cohort import split_label_source
-from ..ingest.imageio import (
-    ImageReadError,
-    check_binary_mask,
-    check_finite,
-    image_from_array,
-    read_image,
-    same_grid,
-)
+from ..ingest.errors import ImageReadError
+from ..ingest.image_checks import check_binary_mask, check_finite
+from ..ingest.imageio import image_from_array, read_image, same_grid
 from .registration import RegistrationError, RegistrationResult, register_pet_to_ct, resample_to
 
 EPSILON = 1e-8

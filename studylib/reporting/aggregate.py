@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from ..evaluation.statistics import mean_sd_text, paired_comparisons, summarise, summary_table
+from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
+from ..plans.runs import RunCell, RunParams, parse_run_id
 from ..training.models import CONDITIONED
 from .disagreement import write_disagreement, write_disagreement_figure
-from .figures import distribution_figure, heatmap_figure, save_figure, training_curves_figure
+from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
-
-
-def saved(fig: Figure, path: Path, formats: Sequence[str], results: Path) -> list[str]:
-    """Save ``fig`` in ``formats`` and return the files' paths relative to the results folder."""
-    return [os.path.relpath(p, results) for p in save_figure(fig, path, formats)]
 
 
 def own_ground_truth(model: str) -> str:
@@ -51,6 +45,11 @@ def planned_runs(results: str | os.PathLike) -> list[Path]:
     return sorted(p.parent for p in results.glob("runs/*/summary.json"))
 
 
+def planned_cells(results: str | os.PathLike) -> list[tuple[Path, RunCell]]:
+    """(run folder, its grid cell) of every planned run, in folder-name order (the cell read by ``parse_run_id``)."""
+    return [(run, parse_run_id(run.name)) for run in sorted(planned_runs(results))]
+
+
 def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
     """Concatenate the ``per_patient.csv`` of every finished planned run (unfinished ones are left out)."""
     frames = [pd.read_csv(run / "per_patient.csv") for run in planned_runs(results)
@@ -73,14 +72,6 @@ def primary(per_patient: pd.DataFrame, results: str | os.PathLike | None = None,
         bg = json.loads((Path(results) / "plan.json").read_text()).get("primary_background_fraction", bg)
     keep = (per_patient.region == region) & np.isclose(per_patient.background_fraction, bg)
     return per_patient[keep].reset_index(drop=True)
-
-
-def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Average repeated seeds per (region, background, modality, train label, ground truth, patient)."""
-    keys = [k for k in ("region", "background_fraction") if k in per_patient]
-    keys += ["modality", "train_label", "ground_truth", "patient_id"]
-    numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
-    return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()
 
 
 def table1(per_patient: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -278,9 +269,10 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         dual = pp[pp.modality == "dual"]
         fig = distribution_figure(dual, "dsc", "ground_truth", hue="train_label", title="3D DSC per patient by model and ground truth")
         written["figures"]["dsc_by_model"] = saved(fig, out / "dsc_by_model", figure_formats, results)
-    logs = {}
-    for log in sorted(results.glob("runs/*__fold0__seed*/training_log.csv")):
-        logs[log.parent.name.split("__fold")[0]] = pd.read_csv(log)
+    logs = {}  # fold 0, one curve per modality and label (the last seed and background setting drawn)
+    for run, cell in planned_cells(results):
+        if cell.fold == 0 and (run / "training_log.csv").exists():
+            logs[f"{cell.modality}__{cell.label}"] = pd.read_csv(run / "training_log.csv")
     if logs:
         fig = training_curves_figure(logs, "Training curves (fold 0)")
         written["figures"]["training_curves"] = saved(fig, out / "training_curves", figure_formats, results)
@@ -316,8 +308,9 @@ def is_complete(table: pd.DataFrame) -> bool:
 
 def choose_figure_patient(results: Path, cohort) -> str:
     """A test patient with a metal implant when there is one (paper Fig. 2), else the first one."""
-    candidates = sorted({p.name.removesuffix(".nii.gz").split("__")[0]
-                         for p in results.glob("runs/dual__*__fold*__seed*/predictions/*.nii.gz")})
+    # a prediction file is <patient>.nii.gz, or <patient>__conditioned_<style>.nii.gz for a conditioned model
+    candidates = sorted({p.name.removesuffix(".nii.gz").split("__")[0] for run, cell in planned_cells(results)
+                         if cell.modality == "dual" for p in run.glob("predictions/*.nii.gz")})
     for pid in candidates:
         if cohort.patient(pid).read_meta().get("implant"):
             return pid
@@ -338,7 +331,6 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
 
     results = Path(results)
     out = results / "aggregate"
-    from ..pipeline.study import RunParams
 
     run_params = next(run / "params.json" for run in planned_runs(results) if (run / "params.json").exists())
     cohort = load_cohort(RunParams.from_record(run_params).cohort)
@@ -352,9 +344,10 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     ct_arr = sitk.GetArrayFromImage(ct)
     labels, _ = load_native(results / "cache", pid)
     preds = {}
-    for run in sorted(results.glob(f"runs/dual__*__fold*__seed*/predictions/{pid}.nii.gz")):
-        label = run.parent.parent.name.split("__")[1]
-        preds.setdefault(label, sitk.GetArrayFromImage(sitk.ReadImage(str(run))).astype(bool))
+    for run, cell in planned_cells(results):
+        prediction = run / "predictions" / f"{pid}.nii.gz"
+        if cell.modality == "dual" and prediction.exists():
+            preds.setdefault(cell.label, sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))).astype(bool))
     written = {"patient": pid}
     gts = {k: labels[k] for k in preds if k in labels}
     fig = overlay_figure(ct_arr, pet_on_ct, gts, preds, title=f"{pid} ({record.read_meta().get('implant') or 'no implant'})")

@@ -10,9 +10,9 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ..evaluation.metrics import patient_level_kappa
+from ..evaluation.scoring import rater_agreement
 from ..ingest.cohort import Cohort
 from ..ingest.imageio import read_image
-from ..pipeline.study import rater_agreement
 from ..preprocessing.cache import load_cached, load_native
 from ..preprocessing.registration import resample_to, transform_from_record
 from ..synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary

@@ -49,7 +49,7 @@ def style_predictions(results: Path, modality: str, fold: int, seed: int, reader
                       background: float, pid: str) -> dict[str, list[Path]]:
     """Prediction files of one test patient's style models: {"decoupled": [...], "conditioned": [...]} (complete
     families only, in reader order)."""
-    from ..pipeline.study import run_id
+    from ..plans.runs import run_id
     from ..training.models import CONDITIONED
 
     families = {
@@ -115,8 +115,7 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarr
     each style-model family's count."""
     import SimpleITK as sitk
 
-    from .aggregate import saved
-    from .figures import disagreement_figure
+    from .figures import disagreement_figure, saved
 
     results = Path(results)
     folder = results / "aggregate" / "disagreement"

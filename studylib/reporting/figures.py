@@ -31,6 +31,11 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, formats: Sequence[str]
     return written
 
 
+def saved(fig: plt.Figure, path: Path, formats: Sequence[str], results: Path) -> list[str]:
+    """Save ``fig`` in ``formats`` and return the files' paths relative to the results folder."""
+    return [os.path.relpath(p, results) for p in save_figure(fig, path, formats)]
+
+
 def _ct_display(ct_hu: np.ndarray) -> np.ndarray:
     return bone_window(ct_hu.astype(np.float32))
 

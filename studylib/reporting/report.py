@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +32,9 @@ from ..evaluation.paper import load_paper
 from ..evaluation.statistics import smallest_testable_pairs
 from ..ingest.cohort import load_cohort
 from ..ingest.modalities import MODALITY_CHANNELS, MODALITY_NAMES, MODALITY_ORDER
-from ..pipeline.study import RunParams
 from ..plans.profiles import Profile, load_profile
 from ..plans.results_lock import results_lock
+from ..plans.runs import RunParams, parse_run_id
 from . import aggregate as agg
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
@@ -246,7 +246,7 @@ def convergence_markdown(ctx: ReportContext) -> str:
 
     done = int(table.converged.fillna(False).astype(bool).sum())
     patience = int(table.get("stopped_by_patience", pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
-    lines = [f"**{done} of {len(table)} runs converged** by the rule written in `studylib/training.py` "
+    lines = [f"**{done} of {len(table)} runs converged** by the rule written in `studylib/training/trainer.py` "
              f"(`convergence`): the training loss is flat (over the last quarter of the epochs it falls by less than "
              f"{100 * FLAT_TAIL_DROP:g} % of its level in the quarter before) and the learning rate was annealed (the "
              f"last epoch's at most {100 * ANNEALED_LR_FRACTION:g} % of its start). Stopping by patience is not "
@@ -258,7 +258,10 @@ def convergence_markdown(ctx: ReportContext) -> str:
     if "lr_fraction_at_end" in shown:
         shown["lr_fraction_at_end"] = shown["lr_fraction_at_end"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     shown["final_train_loss"] = shown["final_train_loss"].round(3)
-    digests = table.groupby(table.run_id.str.replace("label_b", "label_a"))["train_slices_digest"].nunique()
+    # models A and B of a cell: the same run id once label_b is read as label_a
+    cell_of_pair = table.run_id.map(parse_run_id).map(
+        lambda c: replace(c, label="label_a") if c.label == "label_b" else c)
+    digests = table.groupby(cell_of_pair, sort=False)["train_slices_digest"].nunique()
     same = bool((digests == 1).all())
     lines.append(f"Models A and B of each cell trained on {'the identical' if same else 'DIFFERENT'} slice sets "
                  "(equal slice digests in every run's summary).\n")
@@ -759,7 +762,7 @@ def ct_arm_limitations(ctx: ReportContext) -> list[str]:
     convergence = ctx.results / "aggregate" / "convergence.csv"
     if convergence.exists():
         table = pd.read_csv(convergence)
-        ct = table[table.run_id.str.startswith("ct__")]
+        ct = table[table.run_id.map(lambda r: parse_run_id(r).modality == "ct")]
         if len(ct):
             evidence.append(f"{int(ct.converged.fillna(False).astype(bool).sum())} of {len(ct)} CT-only runs converged "
                             "by the written rule")
