@@ -4,6 +4,7 @@ import SimpleITK as sitk
 from sklearn.metrics import cohen_kappa_score
 
 from studylib.evaluation import metrics as M
+from studylib.preprocessing.targets import staple_consensus
 
 
 def test_hand_computed_tiny_masks():
@@ -93,7 +94,7 @@ def test_specificity_within_body_and_staple():
     out = M.patient_metrics(a, b, (1, 1, 1), body=body)
     c = M.confusion_counts(a, b, within=body)
     assert out["specificity_body"] == pytest.approx(c.tn / (c.tn + c.fp))
-    consensus = M.staple_consensus([a, a, b])
+    consensus = staple_consensus([a, a, b]).astype(bool)  # the one STAPLE: preprocessing.targets
     assert consensus.shape == a.shape and (consensus & a).sum() >= (consensus & ~a).sum()
     assert np.isnan(M.patient_level_kappa([True, True], [True, True]))
     assert M.patient_level_kappa([True, False, True], [True, False, False]) == pytest.approx(

@@ -243,15 +243,6 @@ def agreement(a: np.ndarray, b: np.ndarray, spacing, body: np.ndarray | None = N
     return out
 
 
-def staple_consensus(masks: list[np.ndarray], threshold: float = 0.5) -> np.ndarray:
-    """STAPLE consensus (SimpleITK) of binary masks, thresholded at ``threshold``."""
-    import SimpleITK as sitk
-
-    images = [sitk.GetImageFromArray(m.astype(np.uint8)) for m in masks]
-    prob = sitk.GetArrayFromImage(sitk.STAPLE(images, 1.0))
-    return prob >= threshold
-
-
 def patient_level_kappa(a_positive: list[bool], b_positive: list[bool]) -> float:
     """Cohen's kappa of lesion presence per patient; NaN when neither rater has a lesion-free patient."""
     a, b = np.asarray(a_positive, bool), np.asarray(b_positive, bool)

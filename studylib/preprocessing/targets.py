@@ -12,6 +12,9 @@ import SimpleITK as sitk
 
 DERIVED_TARGETS = ("consensus", "union", "intersection")
 STAPLE_MARGIN = 8  # voxels around the readers' union kept for STAPLE (see staple_consensus)
+# a voxel is in the consensus when STAPLE's foreground probability is strictly above this (the assumption stated
+# in profiles/multirater.yaml); a model's predicted mask is a different threshold (inference.MASK_THRESHOLD, >=)
+CONSENSUS_THRESHOLD = 0.5
 
 
 def union_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -35,9 +38,9 @@ def staple_probability(masks: Sequence[np.ndarray]) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.STAPLE(images, 1.0)).astype(np.float32)
 
 
-def staple_consensus(masks: Sequence[np.ndarray], threshold: float = 0.5,
+def staple_consensus(masks: Sequence[np.ndarray], threshold: float = CONSENSUS_THRESHOLD,
                      margin: int | None = STAPLE_MARGIN) -> np.ndarray:
-    """STAPLE consensus of binary masks: its foreground probability above ``threshold``.
+    """STAPLE consensus of binary masks (the project's one STAPLE): foreground probability > ``threshold``.
 
     With ``margin`` set, STAPLE runs inside the bounding box of the readers' union grown by ``margin`` voxels:
     outside it every reader says background, and a whole-body scan would only change STAPLE's foreground prior
