@@ -8,16 +8,9 @@ from studylib.ingest.cohort import CohortError, init_cohort, load_cohort
 from studylib.ingest.errors import ImageReadError
 from studylib.ingest.imageio import read_image
 from studylib.preprocessing.cache import cache_patient
-from studylib.preprocessing.patient_on_ct import (
-    PreprocessConfig,
-    bone_window,
-    load_patient_on_ct,
-    min_max,
-    normalise_pet,
-    resize_slices,
-    restore_slices,
-    window,
-)
+from studylib.preprocessing.intensity import bone_window, min_max, normalise_pet, window
+from studylib.preprocessing.patient_on_ct import PreprocessConfig, load_patient_on_ct
+from studylib.preprocessing.slices import resize_slices, restore_slices
 
 from .conftest import REALDATA, needs_realdata
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..ingest.imageio import image_from_array, write_image
-from ..preprocessing.patient_on_ct import restore_slices
+from ..preprocessing.slices import restore_slices
 from ..training.models import CONDITIONED, with_style_planes
 from ..training.trainer import set_up_numerics
 

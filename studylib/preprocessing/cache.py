@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..ingest.cohort import split_label_source
-from .patient_on_ct import PreprocessConfig, body_mask, load_patient_on_ct, normalise_channels, resize_slices
+from .intensity import body_mask
+from .patient_on_ct import PreprocessConfig, load_patient_on_ct, normalise_channels
+from .slices import resize_slices
 from .targets import derived_targets
 
 

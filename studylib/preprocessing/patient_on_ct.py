@@ -1,64 +1,19 @@
-"""Paper preprocessing (section 4.2): PET onto the CT grid, bone window, min-max, axial slices, 2D cache."""
+"""One patient on its CT grid (paper section 4.2): PET registered and resampled onto the CT, labels read there,
+every channel normalised as the profile says."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
-import torch
-import torch.nn.functional as F
 
 from ..ingest.cohort import split_label_source
 from ..ingest.errors import ImageReadError
 from ..ingest.image_checks import check_binary_mask, check_finite
 from ..ingest.imageio import image_from_array, read_image, same_grid
+from .intensity import body_mask, bone_window, min_max, normalise_pet, window, zscore
 from .registration import RegistrationError, RegistrationResult, register_pet_to_ct, resample_to
-
-EPSILON = 1e-8
-
-
-def window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
-    """Clip HU to [level - width/2, level + width/2] (paper eq. 7)."""
-    return np.clip(hu, level - width / 2, level + width / 2)
-
-
-def min_max(volume: np.ndarray, eps: float = EPSILON) -> np.ndarray:
-    """Scale a volume to [0, 1] by its own minimum and maximum (paper eq. 8)."""
-    volume = volume.astype(np.float32, copy=False)
-    lo, hi = float(volume.min()), float(volume.max())
-    return (volume - lo) / (hi - lo + eps)
-
-
-def bone_window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
-    """CT bone window then min-max to [0, 1] (paper eqs. 7-8)."""
-    return min_max(window(hu, width, level))
-
-
-def zscore(volume: np.ndarray, mask: np.ndarray | None = None, eps: float = EPSILON) -> np.ndarray:
-    """Zero mean, unit variance, statistics taken inside ``mask`` (the body) when given."""
-    values = volume[mask] if mask is not None and mask.any() else volume
-    return ((volume - values.mean()) / (values.std() + eps)).astype(np.float32)
-
-
-def normalise_pet(suv: np.ndarray, method: str = "minmax", clip_suv: float = 10.0,
-                  body: np.ndarray | None = None) -> np.ndarray:
-    """PET intensity normalisation: 'minmax' per volume (paper), 'clip' SUV to [0, clip_suv], or 'zscore'."""
-    if method == "minmax":
-        return min_max(suv)
-    if method == "clip":
-        return (np.clip(suv, 0, clip_suv) / clip_suv).astype(np.float32)
-    if method == "zscore":
-        return zscore(suv, body)
-    raise ValueError(f"unknown PET normalisation '{method}' (minmax, clip, zscore)")
-
-
-def body_mask(ct_hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
-    """Voxels inside the patient: above ``threshold`` HU, holes filled slice by slice."""
-    from scipy import ndimage
-
-    mask = ct_hu > threshold
-    return np.stack([ndimage.binary_fill_holes(s) for s in mask])
 
 
 @dataclass
@@ -89,13 +44,6 @@ class PatientOnCT:
     channels: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     registration: RegistrationResult
-    pet_native: sitk.Image | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
-        """Voxel spacing in (z, y, x) order, mm."""
-        return tuple(self.ct_image.GetSpacing()[::-1])
 
 
 def _read_label(source: str, ct: sitk.Image, pet: sitk.Image, transform: sitk.Transform, patient_id: str,
@@ -122,8 +70,8 @@ def _read_label(source: str, ct: sitk.Image, pet: sitk.Image, transform: sitk.Tr
     raise ImageReadError(f"patient {patient_id}: label '{name}' ({source}) is on neither the CT nor the PET grid")
 
 
-def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0, labels: list[str] | None = None,
-                       keep_pet_native: bool = False) -> PatientOnCT:
+def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0,
+                       labels: list[str] | None = None) -> PatientOnCT:
     """Read CT, PET (+MRI) and labels, register PET to CT and resample everything onto the CT grid."""
     pid = record.patient_id
     ct = read_image(record.images["ct"], pid, "CT")
@@ -147,7 +95,7 @@ def load_patient_on_ct(record, registration: str = "rigid", seed: int = 0, label
         channels["mri"] = sitk.GetArrayFromImage(resample_to(mri, ct))
     wanted = labels if labels is not None else list(record.labels)
     label_arrays = {name: _read_label(record.label_path(name), ct, pet, reg.transform, pid, name) for name in wanted}
-    return PatientOnCT(pid, ct, channels, label_arrays, reg, pet if keep_pet_native else None)
+    return PatientOnCT(pid, ct, channels, label_arrays, reg)
 
 
 def normalise_channels(patient: PatientOnCT, config: PreprocessConfig,
@@ -167,49 +115,4 @@ def normalise_channels(patient: PatientOnCT, config: PreprocessConfig,
         out["mri"] = min_max(patient.channels["mri"]) if config.mri_norm == "minmax" else zscore(patient.channels["mri"], body)
     return out
 
-
-def square_padding(height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding that makes a height x width slice square, centred."""
-    side = max(height, width)
-    top, left = (side - height) // 2, (side - width) // 2
-    return top, side - height - top, left, side - width - left
-
-
-def resize_slices(volume: np.ndarray, size: int, is_mask: bool = False, fit: str = "pad") -> np.ndarray:
-    """Resize axial slices (z, [C,] H, W) to size x size: bilinear (antialiased) images, nearest masks.
-
-    ``fit="pad"`` first pads a non-square slice to a square with zeros (the normalised background), so
-    anatomy keeps its aspect ratio; ``"stretch"`` resizes each axis on its own.
-    """
-    squeeze = volume.ndim == 3
-    tensor = torch.from_numpy(np.ascontiguousarray(volume[:, None] if squeeze else volume)).float()
-    if fit == "pad" and tensor.shape[-2] != tensor.shape[-1]:
-        top, bottom, left, right = square_padding(*tensor.shape[-2:])
-        tensor = F.pad(tensor, (left, right, top, bottom))
-    elif fit not in ("pad", "stretch"):
-        raise ValueError(f"preprocess.fit must be 'pad' or 'stretch', got {fit!r}")
-    if tuple(tensor.shape[-2:]) == (size, size):
-        out = tensor
-    elif is_mask:
-        out = F.interpolate(tensor, size=(size, size), mode="nearest-exact")
-    else:
-        antialias = size < tensor.shape[-1]
-        out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
-    out = out[:, 0] if squeeze else out
-    return out.numpy().astype(np.uint8 if is_mask else np.float32)
-
-
-def restore_slices(probabilities: torch.Tensor | np.ndarray, shape_hw: tuple[int, int], fit: str = "pad") -> np.ndarray:
-    """Map (z, S, S) probabilities back to the CT slice size (z, H, W): the inverse of ``resize_slices``."""
-    tensor = torch.as_tensor(probabilities).float()[:, None]
-    height, width = shape_hw
-    if fit == "pad" and height != width:
-        top, _, left, _ = square_padding(height, width)
-        side = max(height, width)
-        if tuple(tensor.shape[-2:]) != (side, side):
-            tensor = F.interpolate(tensor, size=(side, side), mode="bilinear", align_corners=False)
-        return tensor[:, 0, top:top + height, left:left + width].numpy()
-    if tuple(tensor.shape[-2:]) != tuple(shape_hw):
-        tensor = F.interpolate(tensor, size=tuple(shape_hw), mode="bilinear", align_corners=False)
-    return tensor[:, 0].numpy()
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..preprocessing.patient_on_ct import bone_window  # noqa: E402
+from ..preprocessing.intensity import bone_window  # noqa: E402
 
 MODEL_COLOURS = {"label_a": "#d62728", "label_b": "#1f77b4", "truth": "#2ca02c"}
 
