@@ -112,10 +112,10 @@ def run_grid(out: str | os.PathLike, jobs: int = 1, progress: bool = True, execu
     """
     out = Path(out).resolve()
     with results_lock(out):
-        return _run_grid(out, jobs, progress, executor or LocalExecutor(jobs))
+        return _run_grid(out, progress, executor or LocalExecutor(jobs))
 
 
-def _run_grid(out: Path, jobs: int, progress: bool, executor: Executor) -> dict:
+def _run_grid(out: Path, progress: bool, executor: Executor) -> dict:
     """The run stage's work, under the results folder's lock."""
     runs = planned_params(out, executor.threads)
     todo = [r for r in runs if not run_is_finished(r)]

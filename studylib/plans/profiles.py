@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -59,10 +59,6 @@ class Profile:
     departures: dict[str, str]
     assumptions: dict[str, str] = field(default_factory=dict)
     path: str = ""
-
-    def as_dict(self) -> dict:
-        """JSON-friendly view."""
-        return asdict(self)
 
     def readers(self, train_labels: Sequence[str]) -> list[str]:
         """The readers' labels that derived targets combine and a conditioned model learns the styles of
