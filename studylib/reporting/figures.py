@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..preprocessing.intensity import bone_window
 
-from ..preprocessing.intensity import bone_window  # noqa: E402
+# The backend of the notebooks the study executes, which write figures to files and show none: set through
+# MPLBACKEND where they start (pipeline.notebooks), never at import, so an interactive session keeps its own.
+FILE_BACKEND = "Agg"
 
 MODEL_COLOURS = {"label_a": "#d62728", "label_b": "#1f77b4", "truth": "#2ca02c"}
 
