@@ -184,7 +184,7 @@ def background_ablation(every: pd.DataFrame) -> pd.DataFrame:
 def convergence_table(results: str | os.PathLike) -> pd.DataFrame:
     """One row per finished planned run: epochs, best epoch, the convergence verdict and its reason.
 
-    The verdict is recomputed here from each run's ``training_log.csv`` by ``training.convergence``, so runs written
+    The verdict is recomputed here from each run's ``training_log.csv`` by ``trainer.convergence``, so runs written
     before the rule changed are judged by the rule in force.
     """
     from ..training.trainer import convergence

@@ -237,7 +237,7 @@ def assumptions_table(ctx: ReportContext) -> str:
 
 
 def convergence_markdown(ctx: ReportContext) -> str:
-    """Did every run converge (rule in ``training.convergence``)? A summary line and one row per run."""
+    """Did every run converge (rule in ``trainer.convergence``)? A summary line and one row per run."""
     path = ctx.results / "aggregate" / "convergence.csv"
     if not path.exists():
         return "Convergence was not recorded for these runs.\n"
