@@ -16,10 +16,21 @@ from torch import nn
 
 from ..ingest.imageio import image_from_array, write_image
 from ..preprocessing.slices import restore_slices
-from ..training.models import CONDITIONED, with_style_planes
+from ..training.models import conditioned_output, with_style_planes
 from ..training.trainer import set_up_numerics
 
 MASK_THRESHOLD = 0.5
+
+
+def prediction_stem(patient_id: str, model: str, conditioned: bool) -> str:
+    """File stem of a patient's prediction: the patient id, or ``<patient>__<model>`` for each output of a
+    conditioned model (``model`` is ``conditioned_<style>``)."""
+    return f"{patient_id}__{model}" if conditioned else patient_id
+
+
+def prediction_patient(stem: str) -> str:
+    """The patient of a prediction file stem written by ``prediction_stem``."""
+    return stem.split("__")[0]
 
 
 def foreground(probabilities: np.ndarray) -> np.ndarray:
@@ -86,7 +97,7 @@ def predict_styles(model: nn.Module, cached, channels: list[str], label: str, st
         return [(label, probability_volume(model, cached.images, index, geometry, device=device, fit=cached.fit,
                                           precision=precision))]
     images = np.asarray(cached.images[:, index])
-    return [(f"{CONDITIONED}_{style}",
+    return [(conditioned_output(style),
              probability_volume(model, with_style_planes(images, i, len(styles)), list(range(len(index) + len(styles))),
                                 geometry, device=device, fit=cached.fit, precision=precision))
             for i, style in enumerate(styles)]

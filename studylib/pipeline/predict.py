@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.scoring import score_patient
-from ..inference.volume import foreground, predict_styles, write_prediction
+from ..inference.volume import foreground, predict_styles, prediction_stem, write_prediction
 from ..ingest.cohort import CohortError, load_cohort
 from ..ingest.dicom import choose_series
 from ..ingest.modalities import MODALITY_CHANNELS
@@ -84,7 +84,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         ct_files = choose_series(record.images["ct"], "CT", pid) if dicom_seg else []
         for name, probs in predict_styles(model, cached, channels, params.label, styles, device,
                                           profile.train.precision):
-            stem = f"{pid}__{name}" if styles else pid
+            stem = prediction_stem(pid, name, bool(styles))
             write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
             if dicom_seg:
                 write_seg(foreground(probs).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",

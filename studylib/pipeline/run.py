@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from ..evaluation.scoring import cohort_nsd_tolerance, metric_summary, score_patient
-from ..inference.volume import predict_styles, write_prediction
+from ..inference.volume import predict_styles, prediction_stem, write_prediction
 from ..ingest.cohort import load_cohort
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..plans.profiles import load_profile
@@ -76,8 +76,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         labels, body = load_native(cache_dir, pid)
         for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device,
                                                 train.precision):
-            name = f"{pid}__{model_name}" if styles else pid
-            write_prediction(probs, cached.meta["ct_geometry"], pred_dir, name)
+            write_prediction(probs, cached.meta["ct_geometry"], pred_dir, prediction_stem(pid, model_name, bool(styles)))
             for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, select, tolerance):
                 rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)

@@ -10,20 +10,15 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
+from ..inference.volume import prediction_patient
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
 from ..plans.runs import RunCell, RunParams, parse_run_id
-from ..training.models import CONDITIONED
+from ..training.models import own_ground_truth
 from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
-
-
-def own_ground_truth(model: str) -> str:
-    """The label a model is meant to reproduce: its training label, or the style of a conditioned model's output
-    (``conditioned_<style>``)."""
-    return model.removeprefix(f"{CONDITIONED}_")
 
 
 def own_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
@@ -308,8 +303,7 @@ def is_complete(table: pd.DataFrame) -> bool:
 
 def choose_figure_patient(results: Path, cohort) -> str:
     """A test patient with a metal implant when there is one (paper Fig. 2), else the first one."""
-    # a prediction file is <patient>.nii.gz, or <patient>__conditioned_<style>.nii.gz for a conditioned model
-    candidates = sorted({p.name.removesuffix(".nii.gz").split("__")[0] for run, cell in planned_cells(results)
+    candidates = sorted({prediction_patient(p.name.removesuffix(".nii.gz")) for run, cell in planned_cells(results)
                          if cell.modality == "dual" for p in run.glob("predictions/*.nii.gz")})
     for pid in candidates:
         if cohort.patient(pid).read_meta().get("implant"):

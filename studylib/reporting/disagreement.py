@@ -49,14 +49,15 @@ def style_predictions(results: Path, modality: str, fold: int, seed: int, reader
                       background: float, pid: str) -> dict[str, list[Path]]:
     """Prediction files of one test patient's style models: {"decoupled": [...], "conditioned": [...]} (complete
     families only, in reader order)."""
+    from ..inference.volume import prediction_stem
     from ..plans.runs import run_id
-    from ..training.models import CONDITIONED
+    from ..training.models import CONDITIONED, conditioned_output
 
     families = {
         "decoupled": [results / "runs" / run_id(modality, r, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
                       for r in readers],
         "conditioned": [results / "runs" / run_id(modality, CONDITIONED, fold, seed, background) / "predictions" /
-                        f"{pid}__{CONDITIONED}_{r}.nii.gz" for r in readers],
+                        f"{prediction_stem(pid, conditioned_output(r), True)}.nii.gz" for r in readers],
     }
     return {family: files for family, files in families.items() if all(f.exists() for f in files)}
 

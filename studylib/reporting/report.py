@@ -291,11 +291,11 @@ def readers_markdown(ctx: ReportContext) -> str:
     """Beyond the paper: every style model (decoupled per reader, conditioned, consensus targets) against every
     reader, the consensus and the truth, dual input, side by side."""
     from ..preprocessing.targets import DERIVED_TARGETS
-    from ..training.models import CONDITIONED
+    from ..training.models import CONDITIONED, is_conditioned_output, own_ground_truth
 
     readers = ctx.profile.readers(ctx.cohort_spec.get("train_labels", []))
     pp = ctx.per_patient[ctx.per_patient.modality == "dual"]
-    conditioned = sorted(m for m in pp.train_label.unique() if m.startswith(f"{CONDITIONED}_"))
+    conditioned = sorted(m for m in pp.train_label.unique() if is_conditioned_output(m))
     derived = [t for t in DERIVED_TARGETS if t in set(pp.train_label)]
     if not conditioned and not derived:
         trained = pd.DataFrame({
@@ -312,7 +312,7 @@ def readers_markdown(ctx: ReportContext) -> str:
     text, _, _ = agg.table2(ctx.per_patient)  # every dual model against every label: pick and order its cells
     table = text.loc[[f"model {m}" for m in rows], [f"GT {t}" for t in truths]]
     table.columns = truths
-    table.index = [f"{CONDITIONED} model, style {m.removeprefix(CONDITIONED + '_')}" if m in conditioned
+    table.index = [f"{CONDITIONED} model, style {own_ground_truth(m)}" if m in conditioned
                    else f"model of {m}" for m in rows]
     table.index.name = "model"
     return (f"Readers: {', '.join(f'`{r}`' for r in readers)}. Decoupled models (the paper's design) are trained "

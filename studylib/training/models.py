@@ -12,6 +12,21 @@ from torch import nn
 CONDITIONED = "conditioned"  # the training label of one model trained on every reader's labels, told which style
 
 
+def conditioned_output(style: str) -> str:
+    """The name of a conditioned model's output for one reader style: ``conditioned_<style>``."""
+    return f"{CONDITIONED}_{style}"
+
+
+def is_conditioned_output(model: str) -> bool:
+    """True for the name of a conditioned model's output (``conditioned_<style>``)."""
+    return model.startswith(f"{CONDITIONED}_")
+
+
+def own_ground_truth(model: str) -> str:
+    """The label a model is meant to reproduce: its training label, or the style of a conditioned model's output."""
+    return model.removeprefix(f"{CONDITIONED}_")
+
+
 class DoubleConv(nn.Sequential):
     """Two 3x3 convolutions, each followed by BatchNorm and ReLU."""
 
