@@ -154,6 +154,22 @@ def test_predict_cli_on_trained_run(tiny_study, tmp_path):
     assert set(pd.read_csv(tmp_path / "metrics.csv").ground_truth) == {"label_a", "label_b", "truth"}
 
 
+def test_predict_scores_a_test_patient_as_the_run_did(tiny_study, tmp_path):
+    """One score_patient: predicting a run's own test patient reproduces the run's rows (both regions)."""
+    from studylib.pipeline.predict import predict_cohort
+
+    out, _ = tiny_study
+    run = out / "runs" / "dual__label_a__fold0__seed0__bg10"
+    assert json.loads((run / "summary.json").read_text())["mask_targets"] == ["label_a", "label_b"]
+    pid = json.loads((out / "splits.json").read_text())[0]["test"][0]
+    scored = predict_cohort(run, out / "cohort", tmp_path, patients=[pid])
+    study = pd.read_csv(run / "per_patient.csv")
+    study = study[study.patient_id == pid].reset_index(drop=True)
+    metrics = [c for c in study.columns if c in scored.columns and c not in ("patient_id", "ground_truth", "region")]
+    keys = ["ground_truth", "region"]
+    pd.testing.assert_frame_equal(scored[keys + metrics].reset_index(drop=True), study[keys + metrics])
+
+
 def test_predict_a_patient_without_labels(tiny_study, tmp_path, capsys):
     """The README's 'apply to new patients': a patient without any label is predicted, not scored."""
     from studylib.cli import main
