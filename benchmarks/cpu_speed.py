@@ -28,10 +28,16 @@ import time
 
 import torch
 
-from studylib.config import load_profile
-from studylib.losses import HybridLoss
-from studylib.models import build_model
-from studylib.training import cpu_features, denormals_flushed, evaluate_volumes, load_checkpoint, train_epoch
+from studylib.plans.profiles import load_profile
+from studylib.training.losses import HybridLoss
+from studylib.training.models import build_model
+from studylib.training.trainer import (
+    cpu_features,
+    denormals_flushed,
+    evaluate_volumes,
+    load_checkpoint,
+    train_epoch,
+)
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32: nonzero values below it are denormal
 

@@ -32,7 +32,7 @@ stage() {  # stage NAME COMMAND...: run it, log it, record its wall time
 
 # the profile's own cohort settings, generated where `prepare` looks for it (so prepare reuses it)
 read -r PATIENTS SEED SCALE READERS < <("$PYTHON" -c "
-from studylib.config import load_profile
+from studylib.plans.profiles import load_profile
 c = load_profile('$PROFILE').cohort
 print(c.patients, c.seed, c.scale, c.readers)")
 "$PYTHON" -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu (no CUDA)')"

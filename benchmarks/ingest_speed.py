@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from studylib.cache import cache_patient
-from studylib.cohort import load_cohort
-from studylib.inference import probability_volume
-from studylib.models import ModelConfig, build_model
-from studylib.paper import load_paper
-from studylib.preprocessing import PreprocessConfig
+from studylib.evaluation.paper import load_paper
+from studylib.inference.volume import probability_volume
+from studylib.ingest.cohort import load_cohort
+from studylib.preprocessing.cache import cache_patient
+from studylib.preprocessing.patient_on_ct import PreprocessConfig
 from studylib.synthetic import generate_cohort
+from studylib.training.models import ModelConfig, build_model
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from studylib.metrics import agreement, patient_metrics
+from studylib.evaluation.metrics import agreement, patient_metrics
 
 
 def main() -> None:

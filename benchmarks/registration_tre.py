@@ -9,7 +9,11 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from studylib.registration import register_pet_to_ct, target_registration_error, transform_from_record
+from studylib.preprocessing.registration import (
+    register_pet_to_ct,
+    target_registration_error,
+    transform_from_record,
+)
 from studylib.synthetic import generate_patient
 
 

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from studylib.config import load_profile
-from studylib.losses import HybridLoss
-from studylib.models import UNet
-from studylib.training import TrainConfig, train_model
+from studylib.plans.profiles import load_profile
+from studylib.training.losses import HybridLoss
+from studylib.training.models import UNet
+from studylib.training.trainer import TrainConfig, train_model
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "RTX 3090": 71.0}
 TARGET_ONE_RUN = 900.0  # images/s, H100, paper U-Net, batch 8 (issue 14)

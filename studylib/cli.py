@@ -34,7 +34,7 @@ def _synth_sweep(args) -> int:
 
 
 def _rerun(args) -> int:
-    from .rerun import matched, rerun
+    from .pipeline.rerun import matched, rerun
 
     table = rerun(args.run_dir, args.out, args.threads)
     for row in table.itertuples():
@@ -45,7 +45,7 @@ def _rerun(args) -> int:
 
 
 def _cohort_init(args) -> int:
-    from .cohort import init_cohort
+    from .ingest.cohort import init_cohort
 
     labels = {}
     for item in args.label or []:
@@ -63,14 +63,14 @@ def _cohort_init(args) -> int:
 
 
 def _prepare(args) -> int:
-    from .study import prepare_study
+    from .pipeline.study import prepare_study
 
     print(f"prepared {prepare_study(args.profile, args.out, args.cohort, args.jobs)}")
     return 0
 
 
 def _executor(args):
-    from .executors import make_executor
+    from .pipeline.executors import make_executor
 
     return make_executor(args.executor, args.jobs, args.ray_address, args.threads, args.runs_per_gpu)
 
@@ -84,7 +84,7 @@ def _add_executor_options(p) -> None:
 
 
 def _run(args) -> int:
-    from .study import run_grid
+    from .pipeline.study import run_grid
 
     record = run_grid(args.results, args.jobs, executor=_executor(args))
     print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done")}, indent=1))
@@ -92,7 +92,7 @@ def _run(args) -> int:
 
 
 def _aggregate(args) -> int:
-    from .study import aggregate_study
+    from .pipeline.study import aggregate_study
 
     aggregate_study(args.results)
     print(f"tables and figures in {Path(args.results) / 'aggregate'}")
@@ -100,7 +100,7 @@ def _aggregate(args) -> int:
 
 
 def _study(args) -> int:
-    from .study import run_study
+    from .pipeline.study import run_study
 
     record = run_study(args.profile, args.out, args.cohort, args.jobs, executor=_executor(args))
     print(json.dumps({k: record[k] for k in ("runs", "finished", "skipped_as_done", "wall_seconds")}, indent=1))
@@ -108,7 +108,7 @@ def _study(args) -> int:
 
 
 def _predict(args) -> int:
-    from .predict import predict_cohort
+    from .pipeline.predict import predict_cohort
 
     table = predict_cohort(args.model, args.cohort, args.out, patients=args.patient, save_probabilities=args.probabilities,
                            dicom_seg=args.dicom_seg)
@@ -117,7 +117,7 @@ def _predict(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import render_report
+    from .reporting.report import render_report
 
     path = render_report(args.results, force_fallback=args.fallback)
     print(f"report: {path}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from studylib.cli import main
-from studylib.cohort import CohortError, load_cohort
+from studylib.ingest.cohort import CohortError, load_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "tests" / "tiny_profile.yaml")
@@ -76,7 +76,7 @@ def test_malformed_cohort_is_one_line_naming_the_file(quick_cohort, tmp_path, ca
 
 
 def test_cohort_init_skips_unsafe_folder_names(tmp_path):
-    from studylib.cohort import init_cohort
+    from studylib.ingest.cohort import init_cohort
 
     for name in ("ok_1", "bad name", "x__y"):
         (tmp_path / "data" / name).mkdir(parents=True)
@@ -89,9 +89,9 @@ def test_cohort_init_skips_unsafe_folder_names(tmp_path):
 
 def test_cache_follows_the_label_source_not_only_the_file(quick_cohort, tmp_path, monkeypatch):
     """Switching a label to another structure of the same file (an RTSTRUCT ROI, a SEG segment) rebuilds the cache."""
-    from studylib import cache
-    from studylib.cohort import PatientRecord
-    from studylib.config import load_profile
+    from studylib.ingest.cohort import PatientRecord
+    from studylib.plans.profiles import load_profile
+    from studylib.preprocessing import cache
 
     calls = []
     real = cache.load_patient_on_ct
@@ -130,7 +130,7 @@ def test_synth_overwrite_deletes_only_a_cohort_it_wrote(tmp_path, capsys):
 
 
 def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
-    from studylib.results_lock import LOCK_NAME, ResultsLockedError, results_lock
+    from studylib.plans.results_lock import LOCK_NAME, ResultsLockedError, results_lock
 
     results = tmp_path / "results"
     results.mkdir()
@@ -158,7 +158,7 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys
 
 def test_unwritable_results_folder_is_one_line(tmp_path, capsys, monkeypatch):
     """Read-only storage (simulated: tests run as root, for whom permission bits do not stop a write)."""
-    from studylib import results_lock
+    from studylib.plans import results_lock
 
     def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
@@ -173,7 +173,7 @@ def test_unwritable_results_folder_is_one_line(tmp_path, capsys, monkeypatch):
 def test_full_disk_leaves_no_stray_checkpoint(tmp_path, monkeypatch):
     import torch
 
-    from studylib.training import save_checkpoint
+    from studylib.training.trainer import save_checkpoint
 
     save_checkpoint({"model": {}}, tmp_path / "last.pt")
     good = (tmp_path / "last.pt").read_bytes()
@@ -189,7 +189,7 @@ def test_full_disk_leaves_no_stray_checkpoint(tmp_path, monkeypatch):
 
 
 def test_too_few_patients_for_the_folds_says_why():
-    from studylib.splits import SplitError, make_splits
+    from studylib.plans.splits import SplitError, make_splits
 
     with pytest.raises(SplitError, match=r"3 patients in 2 folds leave 1 patient.*training and 3 validation"):
         make_splits(["P1", "P2", "P3"], folds=2)
@@ -202,7 +202,7 @@ def test_model_selection_rests_on_three_validation_patients_and_nnunet_never_val
     """Every fold validates on the profile's number of patients (3 by default); nnU-Net's splits_final.json gets
     our train as its train and our validation as its val, so its selection never sees a test patient; a results
     folder split with another number of validation patients is refused, not reused."""
-    from studylib.splits import SplitError, load_or_make_splits
+    from studylib.plans.splits import SplitError, load_or_make_splits
 
     ids = [f"P{i:03d}" for i in range(20)]
     splits = load_or_make_splits(tmp_path, ids, folds=2, seed=0)
@@ -218,8 +218,8 @@ def test_model_selection_rests_on_three_validation_patients_and_nnunet_never_val
 def test_registration_failure_names_the_patient(quick_cohort, tmp_path):
     import SimpleITK as sitk
 
-    from studylib.preprocessing import load_patient_on_ct
-    from studylib.registration import RegistrationError
+    from studylib.preprocessing.patient_on_ct import load_patient_on_ct
+    from studylib.preprocessing.registration import RegistrationError
 
     pet = sitk.ReadImage(str(quick_cohort / "P001" / "pet.nii.gz"))
     pet.SetOrigin(tuple(o + 5000.0 for o in pet.GetOrigin()))  # 5 m away: no overlap with the CT
@@ -244,8 +244,8 @@ def test_cli_debug_shows_the_traceback(tmp_path):
 def test_a_synthetic_cohort_from_another_generator_version_or_profile_is_refused(tmp_path):
     """A results folder keeps its generated cohort; one made by an older generator (or for another profile) would
     be studied as if this code had made it, so it is refused with the file and the differing settings named."""
-    from studylib.config import load_profile
-    from studylib.study import ensure_cohort
+    from studylib.pipeline.study import ensure_cohort
+    from studylib.plans.profiles import load_profile
     from studylib.synthetic.generate import GENERATOR_VERSION
 
     profile = load_profile(Path(__file__).parent / "tiny_profile.yaml")

@@ -19,11 +19,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from studylib.cohort import load_cohort, split_label_source
-from studylib.dicom import rasterise_rtstruct, read_dicom_series
-from studylib.imageio import ImageReadError, read_image
-from studylib.preprocessing import load_patient_on_ct
-from studylib.seg import POSITION_TOLERANCE_VOXELS, read_seg_segment, segment_labels, segments
+from studylib.ingest.cohort import load_cohort, split_label_source
+from studylib.ingest.dicom import rasterise_rtstruct, read_dicom_series
+from studylib.ingest.errors import ImageReadError
+from studylib.ingest.imageio import read_image
+from studylib.ingest.seg import POSITION_TOLERANCE_VOXELS, read_seg_segment, segment_labels, segments
+from studylib.preprocessing.patient_on_ct import load_patient_on_ct
 
 from .test_ingestion import _write_cohort
 
@@ -258,7 +259,7 @@ def test_seg_and_rtstruct_of_another_scan_are_refused(session, tmp_path):
     ct, ct_folder = session["ct"], str(tmp_path / "ct")
     mask = np.zeros((SLICES, *CT_SHAPE), np.uint8)
     mask[2:5, 8:12, 8:12] = 1
-    from studylib.seg import write_seg
+    from studylib.ingest.seg import write_seg
 
     good = write_seg(mask, session["ct_files"], tmp_path / "good.seg.dcm")
     assert np.array_equal(read_seg_segment(good, "lesion", (ct, session["pet"]))[0], mask)

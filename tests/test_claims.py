@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studylib.claims import (
+from studylib.evaluation.claims import (
     BY_CONSTRUCTION,
     CONTRADICTED,
     FAILED_ARM,
@@ -18,8 +18,8 @@ from studylib.claims import (
     claims_table,
     verdict_counts,
 )
-from studylib.paper import load_paper
-from studylib.statistics import smallest_testable_pairs
+from studylib.evaluation.paper import load_paper
+from studylib.evaluation.statistics import smallest_testable_pairs
 
 
 def _per_patient(dual: float, pet: float, ct: float, decline: tuple[float, float] = (0.3, 0.3), n: int = 8,
@@ -181,7 +181,7 @@ def test_abstract_leads_with_the_central_claim_and_counts_apart():
     from pathlib import Path
     from types import SimpleNamespace
 
-    from studylib.report import abstract, claims_markdown
+    from studylib.reporting.report import abstract, claims_markdown
 
     per_patient = _per_patient(0.8, 0.7, 0.5, failed=("ct",))
     nested = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(8)], "fraction_b_inside_a": 1.0})
@@ -201,7 +201,7 @@ def test_abstract_leads_with_the_central_claim_and_counts_apart():
 def test_one_failed_run_among_seeds_is_named_though_the_averaged_arm_passes():
     """A run that predicts nothing on one seed is listed by failed_runs; averaged with two good seeds its arm keeps
     enough volume for failed_arms, which is why the report names such runs apart."""
-    from studylib.claims import failed_arms, failed_runs
+    from studylib.evaluation.claims import failed_arms, failed_runs
 
     seeds = [_per_patient(0.8, 0.7, 0.5, seed=s).assign(seed=s) for s in (0, 1)]
     seeds.append(_per_patient(0.8, 0.7, 0.5, seed=2, failed=("dual",)).assign(seed=2))

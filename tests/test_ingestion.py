@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from studylib.cache import cache_patient
-from studylib.cohort import CohortError, init_cohort, load_cohort
-from studylib.imageio import ImageReadError, read_image
-from studylib.preprocessing import (
-    PreprocessConfig,
-    bone_window,
-    load_patient_on_ct,
-    min_max,
-    normalise_pet,
-    resize_slices,
-    restore_slices,
-    window,
-)
+from studylib.ingest.cohort import CohortError, init_cohort, load_cohort
+from studylib.ingest.errors import ImageReadError
+from studylib.ingest.imageio import read_image
+from studylib.preprocessing.cache import cache_patient
+from studylib.preprocessing.intensity import bone_window, min_max, normalise_pet, window
+from studylib.preprocessing.patient_on_ct import PreprocessConfig, load_patient_on_ct
+from studylib.preprocessing.slices import resize_slices, restore_slices
 
 from .conftest import REALDATA, needs_realdata
 
@@ -123,7 +117,7 @@ def test_duplicate_patient_ids_and_missing_modality(tmp_path):
 def test_suv_conversion_from_header():
     from pydicom.dataset import Dataset
 
-    from studylib.dicom import suv_factor
+    from studylib.ingest.dicom import suv_factor
 
     ds = Dataset()
     ds.Units = "BQML"
@@ -147,9 +141,9 @@ def test_suv_conversion_from_header():
 
 @needs_realdata()
 def test_realdata_rtstruct_and_pet_resampling():
-    from studylib.dicom import rasterise_rtstruct, read_dicom_series
-    from studylib.metrics import confusion_counts, dice
-    from studylib.registration import resample_to
+    from studylib.evaluation.metrics import confusion_counts, dice
+    from studylib.ingest.dicom import rasterise_rtstruct, read_dicom_series
+    from studylib.preprocessing.registration import resample_to
 
     ct = read_dicom_series(REALDATA / "dicom_STS_002" / "CT" / "image", "CT", "STS_002")
     mask = rasterise_rtstruct(REALDATA / "dicom_STS_002" / "CT" / "mask" / "RS.dcm", ct, "GTV_Mass_CT")
@@ -193,7 +187,7 @@ def test_nifti_cut_inside_its_data_is_refused(tmp_path, quick_cohort):
 def test_suv_decay_uses_full_date_times_across_midnight():
     from pydicom.dataset import Dataset
 
-    from studylib.dicom import suv_factor
+    from studylib.ingest.dicom import suv_factor
 
     ds = Dataset()
     ds.Units, ds.PatientWeight, ds.DecayCorrection = "BQML", 70, "START"
@@ -239,9 +233,9 @@ def test_dicom_seg_round_trip_on_ct_and_pet_grids(tmp_path):
     """A SEG on the CT grid reads back to the same mask; one on the PET grid reads back as its NIfTI twin does."""
     import pydicom
 
-    from studylib.dicom import choose_series, rasterise_rtstruct, read_dicom_series
-    from studylib.imageio import image_from_array
-    from studylib.seg import segment_labels, write_seg
+    from studylib.ingest.dicom import choose_series, rasterise_rtstruct, read_dicom_series
+    from studylib.ingest.imageio import image_from_array
+    from studylib.ingest.seg import segment_labels, write_seg
 
     dicom = REALDATA / "dicom_STS_002"
     ct_files = choose_series(dicom / "CT" / "image", "CT")
@@ -272,8 +266,8 @@ def test_dicom_seg_round_trip_on_ct_and_pet_grids(tmp_path):
 
 @needs_realdata()
 def test_corrupt_or_foreign_seg_is_a_clear_error(tmp_path):
-    from studylib.dicom import choose_series, read_dicom_series
-    from studylib.seg import read_seg_segment, write_seg
+    from studylib.ingest.dicom import choose_series, read_dicom_series
+    from studylib.ingest.seg import read_seg_segment, write_seg
 
     dicom = REALDATA / "dicom_STS_002"
     ct_files = choose_series(dicom / "CT" / "image", "CT")

@@ -3,7 +3,8 @@ import pytest
 import SimpleITK as sitk
 from sklearn.metrics import cohen_kappa_score
 
-from studylib import metrics as M
+from studylib.evaluation import metrics as M
+from studylib.preprocessing.targets import staple_consensus
 
 
 def test_hand_computed_tiny_masks():
@@ -93,7 +94,7 @@ def test_specificity_within_body_and_staple():
     out = M.patient_metrics(a, b, (1, 1, 1), body=body)
     c = M.confusion_counts(a, b, within=body)
     assert out["specificity_body"] == pytest.approx(c.tn / (c.tn + c.fp))
-    consensus = M.staple_consensus([a, a, b])
+    consensus = staple_consensus([a, a, b]).astype(bool)  # the one STAPLE: preprocessing.targets
     assert consensus.shape == a.shape and (consensus & a).sum() >= (consensus & ~a).sum()
     assert np.isnan(M.patient_level_kappa([True, True], [True, True]))
     assert M.patient_level_kappa([True, False, True], [True, False, False]) == pytest.approx(
@@ -114,7 +115,7 @@ def test_lesion_detection_rule():
 
 
 def test_lesion_side_fraction():
-    from studylib.metrics import lesion_side_fraction
+    from studylib.evaluation.metrics import lesion_side_fraction
 
     body = np.zeros((4, 10, 20), bool)
     body[:, 2:8, 1:8] = True
@@ -129,7 +130,7 @@ def test_lesion_side_fraction():
 
 
 def test_nsd_tolerance_follows_the_voxel_size():
-    from studylib.metrics import nsd_tolerance
+    from studylib.evaluation.metrics import nsd_tolerance
 
     spacings = [(2.1, 2.1, 3.0), (2.6, 2.6, 2.0)]
     assert nsd_tolerance(None, spacings) == 3.0  # the largest spacing, rounded up to 0.5 mm
@@ -142,7 +143,7 @@ def test_nsd_tolerance_follows_the_voxel_size():
 def test_boundary_summaries_are_not_decided_by_an_empty_prediction():
     import pandas as pd
 
-    from studylib.aggregate import table1_extra
+    from studylib.reporting.aggregate import table1_extra
 
     rows = []
     for i, (hd95, empty) in enumerate([(3.0, False), (4.0, False), (5.0, False), (654.0, True)]):

@@ -6,11 +6,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from studylib.augmentation import AugmentConfig, augment_batch
-from studylib.inference import probability_volume, write_prediction
-from studylib.losses import HybridLoss, soft_dice_loss
-from studylib.models import ModelConfig, UNet, build_model
-from studylib.training import CheckpointError, TrainConfig, load_checkpoint, train_model
+from studylib.inference.volume import probability_volume, write_prediction
+from studylib.training.augmentation import AugmentConfig, augment_batch
+from studylib.training.losses import HybridLoss, soft_dice_loss
+from studylib.training.models import ModelConfig, UNet, build_model
+from studylib.training.trainer import CheckpointError, TrainConfig, load_checkpoint, train_model
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -65,9 +65,9 @@ def _tiny_data(seed=0):
 
 
 def test_tiny_model_overfits_four_synthetic_slices(tmp_path, quick_cohort):
-    from studylib.cache import cache_patient
-    from studylib.cohort import load_cohort
-    from studylib.preprocessing import PreprocessConfig
+    from studylib.ingest.cohort import load_cohort
+    from studylib.preprocessing.cache import cache_patient
+    from studylib.preprocessing.patient_on_ct import PreprocessConfig
 
     cached = cache_patient(load_cohort(quick_cohort).patient("P000"), PreprocessConfig(image_size=96, registration="none"),
                            tmp_path / "cache")
@@ -133,7 +133,7 @@ def test_step_budget_sets_epochs():
 
 
 def test_convergence_rule():
-    from studylib.training import convergence
+    from studylib.training.trainer import convergence
 
     def lr(i, n):  # the cosine schedule of a 12-epoch run at epoch i
         return 0.005 * 0.5 * (1 + np.cos(np.pi * i / n))
@@ -154,8 +154,8 @@ def test_convergence_rule():
 
 
 def test_validation_counts_every_slice_of_each_volume():
-    from studylib.losses import HybridLoss
-    from studylib.training import evaluate_volumes
+    from studylib.training.losses import HybridLoss
+    from studylib.training.trainer import evaluate_volumes
 
     class AllPositive(torch.nn.Module):
         def forward(self, x):
@@ -170,8 +170,8 @@ def test_validation_counts_every_slice_of_each_volume():
 
 def test_validation_loss_does_not_depend_on_batching():
     """An empty prediction must not win on lesion-free batches: the loss is taken over the whole volume."""
-    from studylib.losses import HybridLoss
-    from studylib.training import evaluate_volumes
+    from studylib.training.losses import HybridLoss
+    from studylib.training.trainer import evaluate_volumes
 
     class Empty(torch.nn.Module):
         def forward(self, x):
@@ -190,7 +190,7 @@ def test_validation_loss_does_not_depend_on_batching():
 def test_precision_comes_from_the_profile_not_the_cpu(tmp_path, monkeypatch, precision):
     """The same autocast in training, validation and inference whether or not the CPU has bf16 instructions;
     a CPU without them only adds a recorded (and warned) departure."""
-    from studylib import training
+    from studylib.training import trainer as training
 
     x, y = _tiny_data(2)
     images = x.numpy().astype(np.float16)
@@ -218,7 +218,7 @@ def test_precision_comes_from_the_profile_not_the_cpu(tmp_path, monkeypatch, pre
 
 
 def test_profiles_state_their_precision():
-    from studylib.config import load_profile
+    from studylib.plans.profiles import load_profile
 
     assert load_profile("paper").train.precision == "bf16"
     for name in ("quick", "quick_dev", "quick_real", "multirater"):
@@ -233,7 +233,7 @@ def test_profiles_state_their_precision():
 DENORMAL_PROBE = """
 import sklearn.metrics  # brings its own libgomp, loaded before torch's: the flush must reach torch's threads
 import torch
-from studylib.training import DENORMAL_BITS, configure_cpu_numerics
+from studylib.training.trainer import DENORMAL_BITS, configure_cpu_numerics
 
 torch.set_num_threads(4)
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from studylib import aggregate
-from studylib.report import cross_references, parse_qmd
+from studylib.reporting import aggregate
+from studylib.reporting.report import cross_references, parse_qmd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_quarto_project_is_valid():
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    from studylib.study import run_study
+    from studylib.pipeline.study import run_study
 
     out = tmp_path_factory.mktemp("study") / "results"
     record = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=2, progress=False)
@@ -92,7 +92,7 @@ def test_study_end_to_end_and_report(tiny_study):
         png = out / "aggregate" / f"{name}.png"
         assert png.exists() and png.stat().st_size > 1000, name
     # a second run trains nothing
-    from studylib.study import run_study
+    from studylib.pipeline.study import run_study
 
     again = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=1, progress=False)
     assert again["skipped_as_done"] == 12
@@ -100,7 +100,7 @@ def test_study_end_to_end_and_report(tiny_study):
 
 @pytest.mark.slow
 def test_fallback_report_renders_offline(tiny_study):
-    from studylib.report import render_report
+    from studylib.reporting.report import render_report
 
     out, _ = tiny_study
     html = render_report(out, force_fallback=True)
@@ -110,7 +110,7 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
-    ctx = __import__("studylib.report", fromlist=["ReportContext"]).ReportContext.load(out)
+    ctx = __import__("studylib.reporting.report", fromlist=["ReportContext"]).ReportContext.load(out)
     assert ctx.claims.verdict.isin(["replicated", "contradicted", "inconclusive", "not testable",
                                     "holds by construction"]).all()
     assert len(ctx.claims) >= 4
@@ -120,7 +120,7 @@ def test_limitations_follow_the_study(tiny_study):
     """The limitations section is written from the results: seeds, cohort kind, validation patients, power."""
     import copy
 
-    from studylib.report import ReportContext, limitations_markdown, smallest_testable_pairs
+    from studylib.reporting.report import ReportContext, limitations_markdown, smallest_testable_pairs
 
     out, _ = tiny_study
     ctx = ReportContext.load(out)
@@ -152,6 +152,22 @@ def test_predict_cli_on_trained_run(tiny_study, tmp_path):
                  "--patient", "P000"])
     assert code == 0 and (tmp_path / "predictions" / "P000.nii.gz").exists()
     assert set(pd.read_csv(tmp_path / "metrics.csv").ground_truth) == {"label_a", "label_b", "truth"}
+
+
+def test_predict_scores_a_test_patient_as_the_run_did(tiny_study, tmp_path):
+    """One score_patient: predicting a run's own test patient reproduces the run's rows (both regions)."""
+    from studylib.pipeline.predict import predict_cohort
+
+    out, _ = tiny_study
+    run = out / "runs" / "dual__label_a__fold0__seed0__bg10"
+    assert json.loads((run / "summary.json").read_text())["mask_targets"] == ["label_a", "label_b"]
+    pid = json.loads((out / "splits.json").read_text())[0]["test"][0]
+    scored = predict_cohort(run, out / "cohort", tmp_path, patients=[pid])
+    study = pd.read_csv(run / "per_patient.csv")
+    study = study[study.patient_id == pid].reset_index(drop=True)
+    metrics = [c for c in study.columns if c in scored.columns and c not in ("patient_id", "ground_truth", "region")]
+    keys = ["ground_truth", "region"]
+    pd.testing.assert_frame_equal(scored[keys + metrics].reset_index(drop=True), study[keys + metrics])
 
 
 def test_predict_a_patient_without_labels(tiny_study, tmp_path, capsys):
@@ -191,8 +207,8 @@ def test_refused_checkpoint_is_one_line(tiny_study, tmp_path, capsys):
 @pytest.mark.slow
 def test_single_label_study_reports(quick_cohort, tmp_path):
     """A cohort with one training label: the study runs and the report renders (no rater agreement to state)."""
-    from studylib.report import render_report
-    from studylib.study import run_study
+    from studylib.pipeline.study import run_study
+    from studylib.reporting.report import render_report
 
     spec = json.loads((quick_cohort / "cohort.json").read_text())
     spec.update(root=str(quick_cohort), train_labels=["label_a"])
@@ -213,9 +229,9 @@ def test_predict_writes_dicom_seg_that_reads_back(tiny_study, tmp_path, capsys):
     import SimpleITK as sitk
 
     from studylib.cli import main
-    from studylib.dicom import choose_series
-    from studylib.metrics import confusion_counts, dice
-    from studylib.preprocessing import load_patient_on_ct
+    from studylib.evaluation.metrics import confusion_counts, dice
+    from studylib.ingest.dicom import choose_series
+    from studylib.preprocessing.patient_on_ct import load_patient_on_ct
 
     from .conftest import REALDATA
 
@@ -236,7 +252,7 @@ def test_predict_writes_dicom_seg_that_reads_back(tiny_study, tmp_path, capsys):
         pydicom.dcmread(ct_files[0]).SeriesInstanceUID
     spec["patients"]["STS_002"]["labels"] = {"gtv": f"seg:label_b:{seg_path}"}
     (tmp_path / "back.json").write_text(json.dumps(spec))
-    from studylib.cohort import load_cohort
+    from studylib.ingest.cohort import load_cohort
 
     back = load_patient_on_ct(load_cohort(tmp_path / "back.json").patient("STS_002"), registration="none")
     assert np.array_equal(back.labels["gtv"], nifti)
@@ -275,7 +291,7 @@ def test_results_travel(tiny_study, tmp_path):
     """No absolute path inside a results folder; moved elsewhere, its report still renders from it."""
     import shutil
 
-    from studylib.report import render_report
+    from studylib.reporting.report import render_report
 
     out, _ = tiny_study
     assert _absolute_paths_in(out) == []
@@ -292,7 +308,7 @@ def test_reviewer_reruns_one_run(tiny_study, tmp_path):
     import subprocess
     import sys
 
-    from studylib.rerun import matched, rerun
+    from studylib.pipeline.rerun import matched, rerun
 
     out, _ = tiny_study
     run = out / "runs" / "pet__label_b__fold1__seed0__bg10"
@@ -354,8 +370,8 @@ def test_ray_executor_equals_local(tiny_study, tmp_path):
 
     import ray
 
-    from studylib.executors import RayExecutor
-    from studylib.study import run_grid
+    from studylib.pipeline.executors import RayExecutor
+    from studylib.pipeline.study import run_grid
 
     out, _ = tiny_study
     copy = tmp_path / "results"
@@ -409,9 +425,9 @@ def test_multireader_study_side_by_side(tmp_path):
     the tables show each model against every reader, the consensus and the truth; disagreement maps are written."""
     import SimpleITK as sitk
 
-    from studylib.cache import load_cached, load_native
-    from studylib.report import render_report
-    from studylib.study import run_study
+    from studylib.pipeline.study import run_study
+    from studylib.preprocessing.cache import load_cached, load_native
+    from studylib.reporting.report import render_report
 
     out = tmp_path / "results"
     record = run_study(str(ROOT / "tests" / "tiny_multirater.yaml"), out, jobs=2, progress=False)

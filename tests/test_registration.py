@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from studylib.registration import (
+from studylib.preprocessing.registration import (
     RegistrationError,
     register_pet_to_ct,
     target_registration_error,

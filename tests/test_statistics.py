@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from studylib.statistics import bootstrap_ci, holm, paired_comparisons, paired_test, summarise
+from studylib.evaluation.statistics import bootstrap_ci, holm, paired_comparisons, paired_test, summarise
 
 
 def test_holm_known_values():

@@ -3,8 +3,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from studylib.models import StyleConditioned, UNet, with_style_planes
-from studylib.targets import (
+from studylib.preprocessing.targets import (
     derived_targets,
     intersection_mask,
     reader_count,
@@ -12,6 +11,7 @@ from studylib.targets import (
     staple_probability,
     union_mask,
 )
+from studylib.training.models import StyleConditioned, UNet, with_style_planes
 
 
 def _readers():
@@ -67,7 +67,7 @@ def test_style_input_changes_the_output_and_survives_warping():
 
 
 def test_disagreement_fraction_known_answers():
-    from studylib.disagreement import disagreement_fraction, disagreement_row, partial_agreement
+    from studylib.reporting.disagreement import disagreement_fraction, disagreement_row, partial_agreement
 
     a, b, c = _readers()
     readers = partial_agreement(reader_count([a, b, c]), 3)

@@ -1,5 +1,6 @@
-"""Write the study notebooks (committed without outputs, kernel python3). Run: python tools/make_notebooks.py"""
+"""Write the study notebooks (committed without outputs, kernel python3). Run: python tools/make_notebooks.py [FOLDER]"""
 
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -26,8 +27,8 @@ COHORT = [
     ("md", "# 01 - Cohort\nLoads a cohort and its preprocessing cache, draws QA figures (label A/B overlays, "
            "registration before/after, intensity histograms) and the rater-agreement table."),
     ("code", 'cohort = "results/quick/cohort"\ncache_dir = "results/quick/cache"\nout_dir = "results/quick/cohort_qa"', "parameters"),
-    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.cohort import load_cohort\n"
-             "from studylib import cohort_qa\n\nc = load_cohort(cohort)\nprint(c.name, len(c.patient_ids), 'patients; labels:', list(c.labels))"),
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.ingest.cohort import load_cohort\n"
+             "from studylib.reporting import cohort_qa\n\nc = load_cohort(cohort)\nprint(c.name, len(c.patient_ids), 'patients; labels:', list(c.labels))"),
     ("md", "## Rater agreement\nDice(A, B), voxel Cohen's kappa (whole volume and within the body), volumes."),
     ("code", "agreement = cohort_qa.write_agreement(c, Path(cache_dir), Path(out_dir))\nagreement"),
     ("md", "## QA figures (label A red, label B blue)"),
@@ -47,14 +48,15 @@ TRAIN_EVAL = [
              'splits = "results/quick/splits.json"\nmodality = "dual"\nlabel = "label_a"\nfold = 0\nseed = 0\n'
              'run_dir = "results/quick/runs/dual__label_a__fold0__seed0"\nthreads = 1\nbackground_fraction = 0.0\n'
              'progress = True', "parameters"),
-    ("code", "from studylib.study import RunParams, execute_run\n"
-             "params = RunParams(cohort, cache_dir, profile, splits, modality, label, int(fold), int(seed), run_dir, threads,\n"
-             "                   float(background_fraction))\n"
+    ("code", "from studylib.pipeline.run import execute_run\nfrom studylib.plans.runs import RunParams\n"
+             "params = RunParams(cohort=cohort, cache_dir=cache_dir, profile=profile, splits=splits, modality=modality,\n"
+             "                   label=label, fold=int(fold), seed=int(seed), run_dir=run_dir, threads=threads,\n"
+             "                   background_fraction=float(background_fraction))\n"
              "summary = execute_run(params, progress=progress)\n"
              "{k: summary[k] for k in ('run_id', 'n_train_slices', 'train_slices_digest', 'best_epoch', 'epochs_run', "
              "'converged', 'reason', 'wall_seconds')}"),
     ("md", "## Training curve"),
-    ("code", "import pandas as pd\nfrom studylib.figures import training_curves_figure\n"
+    ("code", "import pandas as pd\nfrom studylib.reporting.figures import training_curves_figure\n"
              "log = pd.read_csv(f'{run_dir}/training_log.csv')\n"
              "fig = training_curves_figure({params.run_id: log}, params.run_id)"),
     ("md", "## Per-patient 3D metrics against every label"),
@@ -67,7 +69,7 @@ AGGREGATE = [
     ("md", "# 03 - Aggregate\nTable 1 (modality ablation), Table 2 (cross-evaluation), paired statistics and figures, "
            "from the per-run CSVs of a results folder."),
     ("code", 'results = "results/quick"\nprofile = "quick"', "parameters"),
-    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib import aggregate\n"
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.reporting import aggregate\n"
              "written = aggregate.write_aggregate(results)\nfigures = aggregate.write_overlay_figures(results)\n"
              "pp = aggregate.seed_mean(aggregate.collect_per_patient(results))"),
     ("md", "## Table 1: modality ablation"),
@@ -80,8 +82,17 @@ AGGREGATE = [
              "    p = Path(results) / 'aggregate' / f'{name}.png'\n    if p.exists():\n        display(Image(filename=str(p)))"),
 ]
 
+NOTEBOOKS = {"01_cohort.ipynb": COHORT, "02_train_eval.ipynb": TRAIN_EVAL, "03_aggregate.ipynb": AGGREGATE}
+
+
+def write_notebooks(folder: Path = HERE) -> list[Path]:
+    """Write every study notebook into ``folder`` (the repository's ``notebooks/`` by default)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        nbf.write(notebook(cells), folder / name)
+    return [folder / name for name in NOTEBOOKS]
+
+
 if __name__ == "__main__":
-    HERE.mkdir(exist_ok=True)
-    for name, cells in (("01_cohort.ipynb", COHORT), ("02_train_eval.ipynb", TRAIN_EVAL), ("03_aggregate.ipynb", AGGREGATE)):
-        nbf.write(notebook(cells), HERE / name)
-        print("wrote", HERE / name)
+    for path in write_notebooks(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+        print("wrote", path)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..cohort import write_cohort_json
-from ..imageio import image_from_array, write_image
+from ..ingest.cohort import write_cohort_json
+from ..ingest.imageio import image_from_array, write_image
 from .literature import assumptions
 from .phantom import PatientAnatomy, evaluate_on_grid, sample_anatomy
 from .readers import (
@@ -236,7 +236,7 @@ def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: boo
                   progress: bool, jobs: int | None) -> None:
     """Generate every patient into ``out`` and write ``manifest.csv`` and ``cohort.json`` there."""
     (out / COHORT_MARKER).write_text("written by python -m studylib synth; `synth --overwrite` may delete this folder\n")
-    from ..parallel import map_in_processes
+    from ..preprocessing.parallel import map_in_processes
 
     tasks = [(f"P{index:03d}", seed, index, scale, with_mri, readers, out) for index in range(patients)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, patients))

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..imageio import image_from_array
+from ..ingest.imageio import image_from_array
 from .geometry import Grid, distance_mm
 from .literature import PET
 from .phantom import PatientAnatomy, evaluate_on_grid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import agreement
+from ..evaluation.metrics import agreement
 from .generate import generate_patient, read_all
 
 # The parameter that drives the A/B volume ratio: label B keeps only bone whose uptake exceeds this SUV.
@@ -28,7 +28,7 @@ def _sweep_patient(task) -> list[dict]:
 def reader_sweep(seed: int, patients: int, scale: str, label: str = SWEEP_LABEL, parameter: str = SWEEP_PARAMETER,
                  values=SWEEP_VALUES, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Per patient and setting: Dice(A, B), voxel kappa, volume ratio r and the ceiling 2/(1+r)."""
-    from ..parallel import map_in_processes
+    from ..preprocessing.parallel import map_in_processes
 
     tasks = [(seed, index, scale, label, parameter, tuple(values)) for index in range(patients)]
     rows = [row for part in map_in_processes(_sweep_patient, tasks, jobs, "reader sweep", progress) for row in part]

@@ -1,0 +1,1 @@
+"""Metrics, scoring one patient, statistics, and the claims tested against the paper."""

@@ -1,0 +1,1 @@
+"""A trained model over a cached patient, as probability volumes and masks on the CT grid."""

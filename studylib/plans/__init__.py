@@ -1,0 +1,1 @@
+"""What a study runs and where: profiles, the run grid and run identity, splits, provenance."""

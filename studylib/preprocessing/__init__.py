@@ -1,0 +1,1 @@
+"""Each patient onto its CT grid (registration, intensities, derived targets) into the slice cache."""

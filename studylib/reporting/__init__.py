@@ -1,0 +1,1 @@
+"""Tables, figures, disagreement maps, cohort QA and the report, read from a results folder."""

@@ -1,0 +1,149 @@
+"""Where readers disagree and where models of their styles disagree, per test patient on the CT grid.
+
+Readers' disagreement: voxels that some but not all readers include (from the reader count, 0..N). Models'
+disagreement: voxels that some but not all style models include, where the style models are the decoupled
+models trained on each reader's labels (the paper's models A and B) or the styles of one conditioned model.
+The number per patient is the fraction of the models' disagreement that falls where the readers disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..preprocessing.targets import reader_count
+
+
+def partial_agreement(count: np.ndarray, total: int) -> np.ndarray:
+    """Voxels included by some but not all of ``total`` sources (0 < count < total)."""
+    return (count > 0) & (count < total)
+
+
+def disagreement_fraction(model_disagreement: np.ndarray, reader_disagreement: np.ndarray) -> float:
+    """Fraction of the models' disagreement voxels where the readers disagree too (NaN when models agree)."""
+    model_disagreement = np.asarray(model_disagreement, bool)
+    n = int(model_disagreement.sum())
+    if n == 0:
+        return float("nan")
+    return float((model_disagreement & np.asarray(reader_disagreement, bool)).sum() / n)
+
+
+def disagreement_row(readers: Sequence[np.ndarray], models: Sequence[np.ndarray], voxel_ml: float) -> dict:
+    """Volumes of the readers' and the models' disagreement and their overlap, for one patient."""
+    reader_map = partial_agreement(reader_count(readers), len(readers))
+    model_map = partial_agreement(reader_count(models), len(models))
+    overlap = reader_map & model_map
+    return {"reader_disagreement_ml": float(reader_map.sum() * voxel_ml),
+            "model_disagreement_ml": float(model_map.sum() * voxel_ml),
+            "overlap_ml": float(overlap.sum() * voxel_ml),
+            "model_disagreement_in_reader_disagreement": disagreement_fraction(model_map, reader_map),
+            "reader_disagreement_in_model_disagreement": disagreement_fraction(reader_map, model_map)}
+
+
+def style_predictions(results: Path, modality: str, fold: int, seed: int, readers: Sequence[str],
+                      background: float, pid: str) -> dict[str, list[Path]]:
+    """Prediction files of one test patient's style models: {"decoupled": [...], "conditioned": [...]} (complete
+    families only, in reader order)."""
+    from ..inference.volume import prediction_stem
+    from ..plans.runs import run_id
+    from ..training.models import CONDITIONED, conditioned_output
+
+    families = {
+        "decoupled": [results / "runs" / run_id(modality, r, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
+                      for r in readers],
+        "conditioned": [results / "runs" / run_id(modality, CONDITIONED, fold, seed, background) / "predictions" /
+                        f"{prediction_stem(pid, conditioned_output(r), True)}.nii.gz" for r in readers],
+    }
+    return {family: files for family, files in families.items() if all(f.exists() for f in files)}
+
+
+def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
+    """Reader and model disagreement maps (NIfTI, ``aggregate/disagreement/``) and ``aggregate/disagreement.csv``.
+
+    Uses the primary seed and background setting; every test patient of every fold, every modality.
+    """
+    import SimpleITK as sitk
+
+    from ..ingest.cohort import load_cohort
+    from ..ingest.imageio import image_from_array, write_image
+    from ..plans.profiles import load_profile
+    from ..preprocessing.cache import load_cached, load_native
+
+    results = Path(results)
+    profile = load_profile(results / "profile.yaml")
+    plan = json.loads((results / "plan.json").read_text())
+    cohort = load_cohort(results / plan["cohort"])
+    readers = profile.readers(cohort.train_labels)
+    out = results / "aggregate" / "disagreement"
+    rows = []
+    if len(readers) < 2:
+        return pd.DataFrame(rows)
+    splits = json.loads((results / "splits.json").read_text())
+    seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
+    for fold, split in enumerate(splits):
+        for pid in split["test"]:
+            labels, _ = load_native(results / "cache", pid)
+            if not all(r in labels for r in readers):
+                continue
+            geometry = load_cached(results / "cache", pid).meta["ct_geometry"]
+            voxel_ml = float(np.prod(geometry["spacing"])) / 1000.0
+            reader_masks = [labels[r] for r in readers]
+            wrote_readers = False
+            for modality in profile.study.modalities:
+                for family, files in style_predictions(results, modality, fold, seed, readers, background, pid).items():
+                    models = [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files]
+                    if not wrote_readers:
+                        out.mkdir(parents=True, exist_ok=True)
+                        write_image(image_from_array(reader_count(reader_masks), geometry), out / f"{pid}__readers.nii.gz")
+                        wrote_readers = True
+                    write_image(image_from_array(reader_count(models), geometry),
+                                out / f"{pid}__{modality}__{family}.nii.gz")
+                    rows.append({"patient_id": pid, "fold": fold, "modality": modality, "models": family,
+                                 "readers": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
+    table = pd.DataFrame(rows)
+    table.to_csv(results / "aggregate" / "disagreement.csv", index=False)
+    return table
+
+
+def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarray,
+                              figure_formats=("png", "svg")) -> list[str]:
+    """The report's disagreement figure for one patient (``ct``: its CT in HU, z, y, x): reader count beside
+    each style-model family's count."""
+    import SimpleITK as sitk
+
+    from .figures import disagreement_figure, saved
+
+    results = Path(results)
+    folder = results / "aggregate" / "disagreement"
+    readers_path = folder / f"{pid}__readers.nii.gz"
+    if not readers_path.exists():
+        return []
+
+    def read(path: Path) -> np.ndarray:
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+    models = {f"{family} models (dual)": read(folder / f"{pid}__dual__{family}.nii.gz")
+              for family in ("decoupled", "conditioned") if (folder / f"{pid}__dual__{family}.nii.gz").exists()}
+    table = pd.read_csv(results / "aggregate" / "disagreement.csv")
+    readers = int(table.readers.iloc[0])
+    fig = disagreement_figure(ct, read(readers_path), models, readers, title=pid)
+    return saved(fig, results / "aggregate" / "disagreement_map", figure_formats, results)
+
+
+def disagreement_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per modality and model family: median volumes and the mean fraction of model disagreement in reader
+    disagreement (patients where the models disagree somewhere)."""
+    if table.empty:
+        return table
+    return (table.groupby(["modality", "models"], sort=False)
+            .agg(patients=("patient_id", "nunique"),
+                 reader_disagreement_ml=("reader_disagreement_ml", "median"),
+                 model_disagreement_ml=("model_disagreement_ml", "median"),
+                 in_reader_disagreement=("model_disagreement_in_reader_disagreement", "mean"),
+                 reader_disagreement_covered=("reader_disagreement_in_model_disagreement", "mean"))
+            .reset_index())
