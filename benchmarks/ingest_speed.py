@@ -56,7 +56,7 @@ def main() -> None:
         model = build_model(ModelConfig(), 2).eval()
         torch.set_num_threads(2)
         start = time.perf_counter()
-        probs = probability_volume(model, cached.images, [0, 1], cached.meta["ct_geometry"], batch_size=16)
+        probs = probability_volume(model, cached.images, [0, 1], cached.geometry, batch_size=16)
         print(f"CPU inference, paper U-Net, {probs.shape[0]} slices at 224x224 -> {probs.shape[1]}x{probs.shape[2]}: "
               f"{time.perf_counter() - start:.1f} s")
 

@@ -7,6 +7,7 @@ import SimpleITK as sitk
 import torch
 
 from studylib.inference.volume import probability_volume, write_prediction
+from studylib.ingest.imageio import ImageGeometry
 from studylib.training.augmentation import AugmentConfig, augment_batch
 from studylib.training.losses import HybridLoss, soft_dice_loss
 from studylib.training.models import ModelConfig, UNet, build_model
@@ -113,8 +114,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 
 
 def test_inference_writes_ct_geometry(tmp_path):
-    geometry = {"size": [40, 30, 5], "spacing": [0.9, 0.9, 2.5], "origin": [-10.0, 5.0, 100.0],
-                "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    geometry = ImageGeometry((40, 30, 5), (0.9, 0.9, 2.5), (-10.0, 5.0, 100.0))
     images = np.random.default_rng(0).random((5, 2, 32, 32)).astype(np.float16)
     probs = probability_volume(UNet(2, (4, 8, 16, 32), 32), images, [0, 1], geometry)
     assert probs.shape == (5, 30, 40)
@@ -194,8 +194,7 @@ def test_precision_comes_from_the_profile_not_the_cpu(tmp_path, monkeypatch, pre
 
     x, y = _tiny_data(2)
     images = x.numpy().astype(np.float16)
-    geometry = {"size": [32, 32, 4], "spacing": [1.0, 1.0, 1.0], "origin": [0.0, 0.0, 0.0],
-                "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    geometry = ImageGeometry((32, 32, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
     seen = {}
     for has_bf16 in (True, False):
         monkeypatch.setattr(training, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)

@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from torch import nn
 
-from ..ingest.imageio import image_from_array, write_image
+from ..ingest.imageio import ImageGeometry, image_from_array, write_image
 from ..preprocessing.slices import restore_slices
 from ..training.models import conditioned_output, with_style_planes
 from ..training.trainer import set_up_numerics
@@ -59,31 +58,22 @@ def predict_slices(model: nn.Module, images: np.ndarray, channel_index: list[int
     return torch.cat(out) if out else torch.zeros((0,) + tuple(images.shape[-2:]))
 
 
-def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: dict,
+def probability_volume(model: nn.Module, images: np.ndarray, channel_index: list[int], ct_geometry: ImageGeometry,
                        batch_size: int = 32, device="cpu", fit: str = "pad", precision: str = "fp32") -> np.ndarray:
     """3D probability map on the CT grid (z, y, x) from a cached patient's slices (``fit`` as they were cached)."""
     probs = predict_slices(model, images, channel_index, batch_size, device, precision)
-    size_x, size_y = ct_geometry["size"][0], ct_geometry["size"][1]
-    return restore_slices(probs, (size_y, size_x), fit).astype(np.float32)
+    return restore_slices(probs, ct_geometry.shape_zyx[1:], fit).astype(np.float32)
 
 
-def geometry_image(array: np.ndarray, ct_geometry: dict) -> sitk.Image:
-    """Wrap an array with the CT's exact size, spacing, origin and direction."""
-    expected = tuple(ct_geometry["size"][::-1])
-    if array.shape != expected:
-        raise ValueError(f"array {array.shape} does not match the CT grid {expected}")
-    return image_from_array(array, ct_geometry)
-
-
-def write_prediction(probabilities: np.ndarray, ct_geometry: dict, out_dir: str | os.PathLike, name: str,
+def write_prediction(probabilities: np.ndarray, ct_geometry: ImageGeometry, out_dir: str | os.PathLike, name: str,
                      save_probabilities: bool = False) -> Path:
-    """Write ``<name>.nii.gz`` (uint8 mask, ``foreground``) and optionally ``<name>_prob.nii.gz``."""
+    """Write ``<name>.nii.gz`` (uint8 mask, ``foreground``) and optionally ``<name>_prob.nii.gz``, on the CT grid."""
     out_dir = Path(out_dir)
     mask = foreground(probabilities).astype(np.uint8)
     path = out_dir / f"{name}.nii.gz"
-    write_image(geometry_image(mask, ct_geometry), path)
+    write_image(image_from_array(mask, ct_geometry), path)
     if save_probabilities:
-        write_image(geometry_image(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")
+        write_image(image_from_array(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")
     return path
 
 
@@ -92,7 +82,7 @@ def predict_styles(model: nn.Module, cached, channels: list[str], label: str, st
     """(model name, 3D probabilities on the CT grid) of a test patient: one map named ``label``, or one per style
     of a style-conditioned model (named ``conditioned_<style>``)."""
     index = cached.channel_index(channels)
-    geometry = cached.meta["ct_geometry"]
+    geometry = cached.geometry
     if not styles:
         return [(label, probability_volume(model, cached.images, index, geometry, device=device, fit=cached.fit,
                                           precision=precision))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +49,63 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
             tmp.unlink()
 
 
-def image_from_array(array: np.ndarray, reference: sitk.Image | dict) -> sitk.Image:
-    """Wrap a (z, y, x) array as an image with the geometry of ``reference`` (an image or a grid dict)."""
+IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """An image grid in ITK order (x, y, z): the one geometry type of the CT grid, its cache and its predictions."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...] = IDENTITY_DIRECTION
+
+    @classmethod
+    def of_image(cls, image: sitk.Image) -> ImageGeometry:
+        """The grid of a SimpleITK image."""
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+                   tuple(image.GetDirection()))
+
+    @classmethod
+    def of_array(cls, array: np.ndarray, spacing, origin) -> ImageGeometry:
+        """An axis-aligned grid for a (z, y, x) array (the synthetic scanners' grids)."""
+        return cls(tuple(int(n) for n in array.shape[::-1]), tuple(float(v) for v in spacing),
+                   tuple(float(v) for v in origin))
+
+    @classmethod
+    def from_record(cls, record: dict) -> ImageGeometry:
+        """From its JSON record (a cache's ``meta.json`` ``ct_geometry``)."""
+        return cls(tuple(record["size"]), tuple(record["spacing"]), tuple(record["origin"]),
+                   tuple(record.get("direction", IDENTITY_DIRECTION)))
+
+    def as_record(self) -> dict:
+        """JSON-friendly record."""
+        return {"size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
+                "direction": list(self.direction)}
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        """Array shape (z, y, x) of an image on this grid."""
+        return self.size[2], self.size[1], self.size[0]
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Spacing in array (z, y, x) order, as the metrics take it."""
+        return self.spacing[2], self.spacing[1], self.spacing[0]
+
+
+def image_from_array(array: np.ndarray, reference: sitk.Image | ImageGeometry) -> sitk.Image:
+    """Wrap a (z, y, x) array as an image with the grid of ``reference`` (an image or an ``ImageGeometry``)."""
+    if isinstance(reference, ImageGeometry) and array.shape != reference.shape_zyx:
+        raise ValueError(f"array {array.shape} does not match the grid {reference.shape_zyx}")
     image = sitk.GetImageFromArray(array)
     if isinstance(reference, sitk.Image):
         image.CopyInformation(reference)
     else:
-        image.SetOrigin(tuple(float(v) for v in reference["origin"]))
-        image.SetSpacing(tuple(float(v) for v in reference["spacing"]))
-        image.SetDirection(tuple(float(v) for v in reference.get("direction", np.eye(3).ravel())))
+        image.SetOrigin(tuple(float(v) for v in reference.origin))
+        image.SetSpacing(tuple(float(v) for v in reference.spacing))
+        image.SetDirection(tuple(float(v) for v in reference.direction))
     return image
 
 

@@ -79,7 +79,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         scored = set(readers) <= set(record.labels)  # a patient without the readers' labels is predicted, not scored
         cache_patient(record, profile.preprocess, cache_dir, 0, derived if scored else [], readers if scored else [])
         cached = load_cached(cache_dir, pid)
-        geometry = cached.meta["ct_geometry"]
+        geometry = cached.geometry
         labels, body = load_native(cache_dir, pid)
         ct_files = choose_series(record.images["ct"], "CT", pid) if dicom_seg else []
         for name, probs in predict_styles(model, cached, channels, params.label, styles, device,

@@ -76,7 +76,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         labels, body = load_native(cache_dir, pid)
         for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device,
                                                 train.precision):
-            write_prediction(probs, cached.meta["ct_geometry"], pred_dir, prediction_stem(pid, model_name, bool(styles)))
+            write_prediction(probs, cached.geometry, pred_dir, prediction_stem(pid, model_name, bool(styles)))
             for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, select, tolerance):
                 rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)

@@ -19,31 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..ingest.cohort import split_label_source
+from ..ingest.imageio import ImageGeometry
 from .intensity import body_mask
 from .patient_on_ct import PreprocessConfig, load_patient_on_ct, normalise_channels
 from .slices import resize_slices
 from .targets import derived_targets
-
-
-@dataclass(frozen=True)
-class CTGeometry:
-    """The CT grid a patient's predictions are restored to (ITK order: x, y, z)."""
-
-    size: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    direction: tuple[float, ...]
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> CTGeometry:
-        """From a cache's ``meta.json``."""
-        g = meta["ct_geometry"]
-        return cls(tuple(g["size"]), tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
-
-    @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
-        """Spacing in array (z, y, x) order, as the metrics take it."""
-        return self.spacing[2], self.spacing[1], self.spacing[0]
 
 
 def file_digest(paths: list[str]) -> str:
@@ -73,9 +53,9 @@ class CachedPatient:
     meta: dict
 
     @property
-    def geometry(self) -> CTGeometry:
-        """The CT grid of the patient."""
-        return CTGeometry.from_meta(self.meta)
+    def geometry(self) -> ImageGeometry:
+        """The CT grid of the patient (its predictions are restored to it)."""
+        return ImageGeometry.from_record(self.meta["ct_geometry"])
 
     @property
     def fit(self) -> str:
@@ -137,8 +117,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     ct = patient.ct_image
     meta = {
         "key": key, "patient_id": record.patient_id, "channels": channel_names, "labels": label_names,
-        "fit": config.fit, "ct_geometry": {"size": list(ct.GetSize()), "spacing": list(ct.GetSpacing()), "origin": list(ct.GetOrigin()),
-                        "direction": list(ct.GetDirection())},
+        "fit": config.fit, "ct_geometry": ImageGeometry.of_image(ct).as_record(),
         "registration": patient.registration.as_dict(),
         "label_slices": {k: [int(i) for i in np.flatnonzero(patient.labels[k].any(axis=(1, 2)))] for k in label_names},
         "label_voxels": {k: int(patient.labels[k].sum()) for k in label_names},

@@ -90,8 +90,8 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
             labels, _ = load_native(results / "cache", pid)
             if not all(r in labels for r in readers):
                 continue
-            geometry = load_cached(results / "cache", pid).meta["ct_geometry"]
-            voxel_ml = float(np.prod(geometry["spacing"])) / 1000.0
+            geometry = load_cached(results / "cache", pid).geometry
+            voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
             reader_masks = [labels[r] for r in readers]
             wrote_readers = False
             for modality in profile.study.modalities:

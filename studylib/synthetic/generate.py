@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..ingest.cohort import write_cohort_json
-from ..ingest.imageio import image_from_array, write_image
+from ..ingest.imageio import ImageGeometry, image_from_array, write_image
 from .literature import assumptions
 from .phantom import PatientAnatomy, evaluate_on_grid, sample_anatomy
 from .readers import (
@@ -101,7 +101,7 @@ def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper
     an.z_len = grid.spacing[2] * (grid.size[2] - 1)
     maps = evaluate_on_grid(an, *grid.axes(), fields=CT_FIELDS)
     ct = scan_ct(an, grid, maps, rng)
-    ct_img = image_from_array(ct.hu, {"origin": grid.origin, "spacing": grid.spacing})
+    ct_img = image_from_array(ct.hu, ImageGeometry.of_array(ct.hu, grid.spacing, grid.origin))
     del maps["hu"], maps["hu_healthy"]
 
     focus_center = np.array(an.foci[0].destruction.center)

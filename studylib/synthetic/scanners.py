@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..ingest.imageio import image_from_array
+from ..ingest.imageio import ImageGeometry, image_from_array
 from .geometry import Grid, distance_mm
 from .literature import PET
 from .phantom import PatientAnatomy, evaluate_on_grid
@@ -166,8 +166,8 @@ def scan_pet(an: PatientAnatomy, grid: Grid, tr: sitk.Euler3DTransform,
     noise = ndimage.gaussian_filter(rng.normal(0, 1, clean.shape).astype(np.float32), sigma=0.8)
     noise /= noise.std() + 1e-12
     pet = np.clip(clean + noise * an.pet_noise * np.sqrt(np.maximum(clean, 0)), 0, None).astype(np.float32)
-    spec = {"origin": grid.origin, "spacing": grid.spacing}
-    return image_from_array(pet, spec), image_from_array(clean.astype(np.float32), spec)
+    on_grid = ImageGeometry.of_array(pet, grid.spacing, grid.origin)
+    return image_from_array(pet, on_grid), image_from_array(clean.astype(np.float32), on_grid)
 
 
 def scan_mri(an: PatientAnatomy, rng: np.random.Generator, ct: Grid) -> sitk.Image:
@@ -186,4 +186,4 @@ def scan_mri(an: PatientAnatomy, rng: np.random.Generator, ct: Grid) -> sitk.Ima
         sig[t[tissue]] = value
     sig = ndimage.gaussian_filter(sig, sigma=(0, 0.8, 0.8))
     sig = np.abs(sig + rng.normal(0, 12, sig.shape)).astype(np.float32)  # Rician-like magnitude noise
-    return image_from_array(sig, {"origin": grid.origin, "spacing": grid.spacing})
+    return image_from_array(sig, ImageGeometry.of_array(sig, grid.spacing, grid.origin))
