@@ -110,7 +110,7 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
-    ctx = __import__("studylib.reporting.report", fromlist=["ReportContext"]).ReportContext.load(out)
+    ctx = __import__("studylib.reporting.context", fromlist=["ReportContext"]).ReportContext.load(out)
     assert ctx.claims.verdict.isin(["replicated", "contradicted", "inconclusive", "not testable",
                                     "holds by construction"]).all()
     assert len(ctx.claims) >= 4
@@ -120,7 +120,9 @@ def test_limitations_follow_the_study(tiny_study):
     """The limitations section is written from the results: seeds, cohort kind, validation patients, power."""
     import copy
 
-    from studylib.reporting.report import ReportContext, limitations_markdown, smallest_testable_pairs
+    from studylib.evaluation.statistics import smallest_testable_pairs
+    from studylib.reporting.chapters.limitations import limitations_markdown
+    from studylib.reporting.context import ReportContext
 
     out, _ = tiny_study
     ctx = ReportContext.load(out)

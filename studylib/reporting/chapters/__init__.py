@@ -1,0 +1,5 @@
+"""The report's chapters, one module per chapter of ``report/index.qmd``, in the order they appear there."""
+
+from . import abstract, claims, data, limitations, methods, reproducibility, results
+
+__all__ = ["abstract", "claims", "methods", "data", "results", "limitations", "reproducibility"]

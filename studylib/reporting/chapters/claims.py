@@ -1,0 +1,43 @@
+"""The report's What replicates chapter (report/index.qmd): the claims table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ...evaluation.claims import VERDICT_RULES
+from ...evaluation.paper import load_paper
+from ..context import ReportContext
+from ..markdown import markdown_table
+
+
+def claims_markdown(ctx: ReportContext) -> str:
+    """The claims table: the paired difference with its CI beside the paper's, Holm-corrected p, verdict and reason."""
+    t = ctx.claims.copy()
+
+    def number(v, form: str) -> str:
+        """``v`` in ``form``, or '' for a missing value."""
+        return "" if pd.isna(v) else format(v, form)
+
+    for column in ("first_mean", "second_mean"):
+        t[column] = t[column].map(lambda v: number(v, ".2f"))
+    for column in ("mean_difference", "paper_difference"):
+        t[column] = t[column].map(lambda v: number(v, "+.2f"))
+    t["ci"] = [f"{100 * level:.1f} %: {low:+.2f} to {high:+.2f}" if pd.notna(low) else ""
+               for level, low, high in zip(t.ci_level, t.ci_low, t.ci_high)]
+    t["p_holm"] = t["p_holm"].map(lambda v: number(v, ".2g"))
+    t["n_patients"] = t["n_patients"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    columns = ["comparison", "n_patients", "first_mean", "second_mean", "mean_difference", "ci", "paper_difference",
+               "p_holm", "verdict", "reason"]
+    if t.stability.fillna("").astype(bool).any():  # judged on each seed alone: only with several seeds
+        columns.append("stability")
+    shown = t[columns].rename(columns={"n_patients": "n", "first_mean": "first", "second_mean": "second",
+                                       "mean_difference": "difference", "ci": "CI", "paper_difference": "paper",
+                                       "p_holm": "p (Holm)", "stability": "seeds"})
+    paper = load_paper()
+    claims = "\n".join(f"- `{k}`: {v}" for k, v in paper.claims.items())
+    return (f"The claims, as the paper makes them:\n\n{claims}\n\nHow a verdict follows from the numbers "
+            f"(fixed before they were computed): {VERDICT_RULES}\n\n'first' and 'second' are the two sides of each "
+            "comparison as named (3D DSC in %, volumes in ml, kappa); 'difference' is first minus second, per patient "
+            "then averaged, with its bootstrap CI at the family's level; 'paper' is the same difference from the "
+            "paper's own table means.\n\n" + markdown_table(shown))
+
