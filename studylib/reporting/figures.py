@@ -17,6 +17,7 @@ from ..preprocessing.intensity import bone_window
 # MPLBACKEND where they start (pipeline.notebooks), never at import, so an interactive session keeps its own.
 FILE_BACKEND = "Agg"
 
+STRIP_JITTER_SEED = 0
 MODEL_COLOURS = {"label_a": "#d62728", "label_b": "#1f77b4", "truth": "#2ca02c"}
 
 
@@ -27,7 +28,10 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, formats: Sequence[str]
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=130, bbox_inches="tight")
+        # no creation date in SVG or PDF files and fixed SVG element ids, so a re-run writes the same bytes
+        metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else None
+        with matplotlib.rc_context({"svg.hashsalt": "petct-study"}):
+            fig.savefig(target, dpi=130, bbox_inches="tight", metadata=metadata)
         written.append(target)
     plt.close(fig)
     return written
@@ -175,9 +179,16 @@ def distribution_figure(per_patient: pd.DataFrame, metric: str, x: str, hue: str
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.boxplot(data=per_patient, x=x, y=metric, hue=hue, order=order, ax=ax, showfliers=False,
                 palette="pastel" if hue else None, color=None if hue else "#cfd8e3")
-    sns.stripplot(data=per_patient, x=x, y=metric, hue=hue, order=order, ax=ax, dodge=hue is not None,
-                  color="black" if hue is None else None, palette="dark" if hue else None, size=4, alpha=0.8,
-                  legend=False)
+    # seaborn draws the points' jitter from NumPy's global generator: seeded here and restored after, so the
+    # figure is the same on every re-run
+    state = np.random.get_state()
+    np.random.seed(STRIP_JITTER_SEED)
+    try:
+        sns.stripplot(data=per_patient, x=x, y=metric, hue=hue, order=order, ax=ax, dodge=hue is not None,
+                      color="black" if hue is None else None, palette="dark" if hue else None, size=4, alpha=0.8,
+                      legend=False)
+    finally:
+        np.random.set_state(state)
     ax.set_ylim(-0.02, 1.02) if per_patient[metric].max() <= 1 else None
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
