@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ingest.image_checks import CT_AIR_CEILING_HU
+
 EPSILON = 1e-8
+BONE_WINDOW_WIDTH_HU = 1500.0  # the paper's CT window (section 4.1, eq. 7): W1500/L350
+BONE_WINDOW_LEVEL_HU = 350.0
 
 
-def window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
+def window(hu: np.ndarray, width: float = BONE_WINDOW_WIDTH_HU, level: float = BONE_WINDOW_LEVEL_HU) -> np.ndarray:
     """Clip HU to [level - width/2, level + width/2] (paper eq. 7)."""
     return np.clip(hu, level - width / 2, level + width / 2)
 
@@ -19,7 +23,7 @@ def min_max(volume: np.ndarray, eps: float = EPSILON) -> np.ndarray:
     return (volume - lo) / (hi - lo + eps)
 
 
-def bone_window(hu: np.ndarray, width: float = 1500.0, level: float = 350.0) -> np.ndarray:
+def bone_window(hu: np.ndarray, width: float = BONE_WINDOW_WIDTH_HU, level: float = BONE_WINDOW_LEVEL_HU) -> np.ndarray:
     """CT bone window then min-max to [0, 1] (paper eqs. 7-8)."""
     return min_max(window(hu, width, level))
 
@@ -42,8 +46,8 @@ def normalise_pet(suv: np.ndarray, method: str = "minmax", clip_suv: float = 10.
     raise ValueError(f"unknown PET normalisation '{method}' (minmax, clip, zscore)")
 
 
-def body_mask(ct_hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
-    """Voxels inside the patient: above ``threshold`` HU, holes filled slice by slice."""
+def body_mask(ct_hu: np.ndarray, threshold: float = CT_AIR_CEILING_HU) -> np.ndarray:
+    """Voxels inside the patient: above ``threshold`` HU (not air), holes filled slice by slice."""
     from scipy import ndimage
 
     mask = ct_hu > threshold

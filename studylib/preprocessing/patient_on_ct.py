@@ -12,7 +12,16 @@ from ..ingest.cohort import split_label_source
 from ..ingest.errors import ImageReadError
 from ..ingest.image_checks import check_binary_mask, check_finite
 from ..ingest.imageio import image_from_array, read_image, same_grid
-from .intensity import body_mask, bone_window, min_max, normalise_pet, window, zscore
+from .intensity import (
+    BONE_WINDOW_LEVEL_HU,
+    BONE_WINDOW_WIDTH_HU,
+    body_mask,
+    bone_window,
+    min_max,
+    normalise_pet,
+    window,
+    zscore,
+)
 from .registration import RegistrationError, RegistrationResult, register_pet_to_ct, resample_to
 
 
@@ -21,8 +30,8 @@ class PreprocessConfig:
     """How volumes become network inputs (defaults: the paper)."""
 
     image_size: int = 224
-    ct_width: float = 1500.0
-    ct_level: float = 350.0
+    ct_width: float = BONE_WINDOW_WIDTH_HU
+    ct_level: float = BONE_WINDOW_LEVEL_HU
     ct_norm: str = "window_minmax"
     pet_norm: str = "minmax"
     pet_clip_suv: float = 10.0

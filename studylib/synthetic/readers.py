@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ..preprocessing.intensity import BONE_WINDOW_LEVEL_HU, BONE_WINDOW_WIDTH_HU
 from .geometry import bounding_box, distance_mm
 from .literature import READER_SOURCES, VISIBILITY
 
@@ -45,7 +46,7 @@ CT_OBJECT_LEVEL_SD = 1.5
 # Display windows (low, high HU): soft tissue W400/L40 for the fused screening read, bone W1500/L350 (the paper's
 # equation 7) for the surgical read; outside its window a change saturates and is not seen
 SOFT_TISSUE_WINDOW_HU = (-160.0, 240.0)
-BONE_WINDOW_HU = (-400.0, 1100.0)
+BONE_WINDOW_HU = (BONE_WINDOW_LEVEL_HU - BONE_WINDOW_WIDTH_HU / 2, BONE_WINDOW_LEVEL_HU + BONE_WINDOW_WIDTH_HU / 2)
 # The referral names a site: the reader looks for the lesion within the focus's bounding box grown by this
 REFERRAL_MARGIN_MM = 10.0
 # A read's threshold error varies smoothly over about the PET resolution
