@@ -12,7 +12,31 @@ import pandas as pd
 from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
 from ..inference.volume import prediction_patient
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
-from ..plans.runs import RunCell, RunParams, parse_run_id
+from ..plans.results_folder import (
+    AGGREGATE,
+    AGGREGATE_SUMMARY,
+    BACKGROUND_ABLATION,
+    CONVERGENCE,
+    FIGURES_RECORD,
+    LOCALISATION,
+    LOCALISATION_PER_PATIENT,
+    PER_PATIENT_ALL,
+    REGIONS,
+    RUN_PARAMS,
+    RUN_PER_PATIENT,
+    RUN_SUMMARY,
+    RUN_TRAINING_LOG,
+    RUNS,
+    SUMMARY_STATISTICS,
+    TABLE2,
+    TABLE2_MEAN,
+    TABLE2_SD,
+    TABLE2_TESTS,
+    table1_extra_file,
+    table1_file,
+    table1_tests_file,
+)
+from ..plans.runs import PLAN_FILE, RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
 from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
@@ -34,10 +58,10 @@ def trained_and_tested_on(per_patient: pd.DataFrame, label: str) -> pd.DataFrame
 def planned_runs(results: str | os.PathLike) -> list[Path]:
     """Run folders of the study plan (``plan.json``); without a plan, every run folder."""
     results = Path(results)
-    plan = results / "plan.json"
+    plan = results / PLAN_FILE
     if plan.exists():
-        return [results / "runs" / run for run in json.loads(plan.read_text())["runs"]]
-    return sorted(p.parent for p in results.glob("runs/*/summary.json"))
+        return [results / RUNS / run for run in json.loads(plan.read_text())["runs"]]
+    return sorted(p.parent for p in results.glob(f"{RUNS}/*/{RUN_SUMMARY}"))
 
 
 def planned_cells(results: str | os.PathLike) -> list[tuple[Path, RunCell]]:
@@ -47,8 +71,8 @@ def planned_cells(results: str | os.PathLike) -> list[tuple[Path, RunCell]]:
 
 def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
     """Concatenate the ``per_patient.csv`` of every finished planned run (unfinished ones are left out)."""
-    frames = [pd.read_csv(run / "per_patient.csv") for run in planned_runs(results)
-              if (run / "summary.json").exists() and (run / "per_patient.csv").exists()]
+    frames = [pd.read_csv(run / RUN_PER_PATIENT) for run in planned_runs(results)
+              if (run / RUN_SUMMARY).exists() and (run / RUN_PER_PATIENT).exists()]
     if not frames:
         raise FileNotFoundError(f"no finished runs under {results}/runs")
     table = pd.concat(frames, ignore_index=True)
@@ -63,8 +87,8 @@ def primary(per_patient: pd.DataFrame, results: str | os.PathLike | None = None,
             region: str = "full") -> pd.DataFrame:
     """The rows of the primary analysis: one evaluation region, the primary background setting."""
     bg = min(per_patient.background_fraction)
-    if results is not None and (Path(results) / "plan.json").exists():
-        bg = json.loads((Path(results) / "plan.json").read_text()).get("primary_background_fraction", bg)
+    if results is not None and (Path(results) / PLAN_FILE).exists():
+        bg = json.loads((Path(results) / PLAN_FILE).read_text()).get("primary_background_fraction", bg)
     keep = (per_patient.region == region) & np.isclose(per_patient.background_fraction, bg)
     return per_patient[keep].reset_index(drop=True)
 
@@ -186,11 +210,11 @@ def convergence_table(results: str | os.PathLike) -> pd.DataFrame:
 
     rows = []
     for run in planned_runs(results):
-        path = run / "summary.json"
+        path = run / RUN_SUMMARY
         if not path.exists():
             continue
         s = json.loads(path.read_text())
-        log = pd.read_csv(run / "training_log.csv").to_dict("records") if (run / "training_log.csv").exists() else []
+        log = pd.read_csv(run / RUN_TRAINING_LOG).to_dict("records") if (run / RUN_TRAINING_LOG).exists() else []
         verdict = convergence(log, s.get("monitor", "val_loss"), bool(s.get("stopped_early"))) if log else {
             "converged": s.get("converged"), "reason": s.get("reason", "not recorded")}
         rows.append({"run_id": s["run_id"], "n_train_slices": s.get("n_train_slices"),
@@ -231,23 +255,23 @@ def localisation_table(per_patient: pd.DataFrame) -> pd.DataFrame:
 def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -> dict:
     """Write every table (CSV), figure (PNG/SVG) and ``aggregate/summary.json`` for a results folder."""
     results = Path(results)
-    out = results / "aggregate"
+    out = results / AGGREGATE
     out.mkdir(parents=True, exist_ok=True)
     raw = collect_per_patient(results)
-    raw.to_csv(out / "per_patient_all.csv", index=False)
+    raw.to_csv(out / PER_PATIENT_ALL, index=False)
     every = seed_mean(raw)
     pp = primary(every, results)
-    region_table(every, results).to_csv(out / "regions.csv", index=False)
-    background_ablation(every).to_csv(out / "background_ablation.csv", index=False)
-    convergence_table(results).to_csv(out / "convergence.csv", index=False)
+    region_table(every, results).to_csv(out / REGIONS, index=False)
+    background_ablation(every).to_csv(out / BACKGROUND_ABLATION, index=False)
+    convergence_table(results).to_csv(out / CONVERGENCE, index=False)
     labels = sorted(pp.train_label.unique())
     written: dict = {"tables": {}, "figures": {}}
     for label in labels:
         t1 = table1(pp, label)
-        t1.to_csv(out / f"table1_{label}.csv", index=False)
-        table1_extra(pp, label).to_csv(out / f"table1_extra_{label}.csv", index=False)
-        modality_tests(pp, label).to_csv(out / f"table1_tests_{label}.csv", index=False)
-        written["tables"][f"table1_{label}"] = f"aggregate/table1_{label}.csv"
+        t1.to_csv(out / table1_file(label), index=False)
+        table1_extra(pp, label).to_csv(out / table1_extra_file(label), index=False)
+        modality_tests(pp, label).to_csv(out / table1_tests_file(label), index=False)
+        written["tables"][f"table1_{label}"] = f"{AGGREGATE}/{table1_file(label)}"
         sub = trained_and_tested_on(pp, label)
         if len(sub):
             order = [m for m in MODALITY_ORDER if m in set(sub.modality)]
@@ -255,10 +279,10 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
             written["figures"][f"dsc_by_modality_{label}"] = saved(fig, out / f"dsc_by_modality_{label}", figure_formats, results)
     if "dual" in set(pp.modality) and len(labels) > 1:
         text, mean, sd = table2(pp)
-        text.to_csv(out / "table2.csv")
-        mean.to_csv(out / "table2_mean.csv")
-        sd.to_csv(out / "table2_sd.csv")
-        model_tests(pp).to_csv(out / "table2_tests.csv", index=False)
+        text.to_csv(out / TABLE2)
+        mean.to_csv(out / TABLE2_MEAN)
+        sd.to_csv(out / TABLE2_SD)
+        model_tests(pp).to_csv(out / TABLE2_TESTS, index=False)
         fig = heatmap_figure(mean, sd, "Cross-evaluation, dual input (3D DSC %)")
         written["figures"]["table2_heatmap"] = saved(fig, out / "table2_heatmap", figure_formats, results)
         dual = pp[pp.modality == "dual"]
@@ -266,23 +290,23 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
         written["figures"]["dsc_by_model"] = saved(fig, out / "dsc_by_model", figure_formats, results)
     logs = {}  # fold 0, one curve per modality and label (the last seed and background setting drawn)
     for run, cell in planned_cells(results):
-        if cell.fold == 0 and (run / "training_log.csv").exists():
-            logs[f"{cell.modality}__{cell.label}"] = pd.read_csv(run / "training_log.csv")
+        if cell.fold == 0 and (run / RUN_TRAINING_LOG).exists():
+            logs[f"{cell.modality}__{cell.label}"] = pd.read_csv(run / RUN_TRAINING_LOG)
     if logs:
         fig = training_curves_figure(logs, "Training curves (fold 0)")
         written["figures"]["training_curves"] = saved(fig, out / "training_curves", figure_formats, results)
-    localisation_table(pp).to_csv(out / "localisation.csv", index=False)
+    localisation_table(pp).to_csv(out / LOCALISATION, index=False)
     written["disagreement_patients"] = int(write_disagreement(results).get("patient_id", pd.Series(dtype=str)).nunique())
     if "pred_on_lesion_side" in pp:
         own = own_rows(pp)
         own.pivot_table(index="patient_id", columns=["modality", "train_label"], values="pred_on_lesion_side").round(3).to_csv(
-            out / "localisation_per_patient.csv")
+            out / LOCALISATION_PER_PATIENT)
     summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
-    summary.to_csv(out / "summary_statistics.csv", index=False)
+    summary.to_csv(out / SUMMARY_STATISTICS, index=False)
     written["n_runs"] = int(raw.run_id.nunique())
     written["n_patients"] = int(raw.patient_id.nunique())
     written["empty_predictions"] = int(pp.get("empty_prediction", pd.Series(dtype=float)).fillna(0).astype(bool).sum())
-    (out / "summary.json").write_text(json.dumps(written, indent=1))
+    (out / AGGREGATE_SUMMARY).write_text(json.dumps(written, indent=1))
     return written
 
 
@@ -324,9 +348,9 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     from .figures import model_comparison_figure, overlay_figure, registration_qa_figure
 
     results = Path(results)
-    out = results / "aggregate"
+    out = results / AGGREGATE
 
-    run_params = next(run / "params.json" for run in planned_runs(results) if (run / "params.json").exists())
+    run_params = next(run / RUN_PARAMS for run in planned_runs(results) if (run / RUN_PARAMS).exists())
     cohort = load_cohort(RunParams.from_record(run_params).cohort)
     pid = choose_figure_patient(results, cohort)
     record = cohort.patient(pid)
@@ -356,5 +380,5 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     z = int(np.argmax(next(iter(gts.values())).reshape(ct_arr.shape[0], -1).sum(1))) if gts else ct_arr.shape[0] // 2
     fig = registration_qa_figure(ct_arr, identity, pet_on_ct, z, f"{pid}: PET on CT before/after registration")
     written["registration_qa"] = saved(fig, out / "registration_qa", figure_formats, results)
-    (out / "figures.json").write_text(json.dumps(written, indent=1))
+    (out / FIGURES_RECORD).write_text(json.dumps(written, indent=1))
     return written

@@ -11,6 +11,16 @@ import pandas as pd
 
 from ..evaluation.claims import claims_table
 from ..plans.profiles import Profile, load_profile
+from ..plans.results_folder import (
+    AGGREGATE,
+    AGREEMENT,
+    AGREEMENT_SUMMARY,
+    COHORT_QA,
+    RUN_PARAMS,
+    RUN_SUMMARY,
+    RUNS,
+    STUDY_RECORD,
+)
 from ..plans.runs import RunParams
 from . import aggregate as agg
 
@@ -34,28 +44,41 @@ class ReportContext:
     def load(cls, results: str | os.PathLike) -> ReportContext:
         """Read a results folder written by ``python -m studylib study``."""
         results = Path(results).resolve()
-        if not (results / "runs").exists():
+        if not (results / RUNS).exists():
             raise FileNotFoundError(f"{results} holds no runs: run `python -m studylib study` first")
         raw = agg.collect_per_patient(results)
         per_patient = agg.primary(agg.seed_mean(raw), results)
-        summaries = [json.loads((run / "summary.json").read_text()) for run in agg.planned_runs(results)
-                     if (run / "summary.json").exists()]
-        study = json.loads((results / "study.json").read_text()) if (results / "study.json").exists() else {}
-        first_params = RunParams.from_record(results / "runs" / summaries[0]["run_id"] / "params.json")
+        summaries = [json.loads((run / RUN_SUMMARY).read_text()) for run in agg.planned_runs(results)
+                     if (run / RUN_SUMMARY).exists()]
+        study = json.loads((results / STUDY_RECORD).read_text()) if (results / STUDY_RECORD).exists() else {}
+        first_params = RunParams.from_record(results / RUNS / summaries[0]["run_id"] / RUN_PARAMS)
         profile = load_profile(first_params.profile)
         digests = {s["params"].get("profile") for s in summaries}
         if len(digests) > 1:
             raise ValueError(f"{results}: the runs were made with {len(digests)} different profiles; re-run the study")
         cohort_path = Path(first_params.cohort)
         cohort_spec = json.loads(cohort_path.read_text()) if cohort_path.is_file() else {}
-        agreement_path = results / "cohort_qa" / "agreement.json"
+        agreement_path = results / COHORT_QA / AGREEMENT_SUMMARY
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
-        per_patient_agreement = results / "cohort_qa" / "agreement.csv"
+        per_patient_agreement = results / COHORT_QA / AGREEMENT
         per_run = agg.primary(raw, results)
         claims = claims_table(per_patient, pd.read_csv(per_patient_agreement) if per_patient_agreement.exists() else None,
                               synthetic_readers="synthetic" in cohort_spec, per_seed=per_run)
         return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims,
                    per_run)
+
+    def table(self, folder: str, name: str, **read_csv) -> pd.DataFrame:
+        """A table that aggregation (or the cohort QA) wrote into ``folder``; empty when it wrote none or an empty one.
+
+        Floats are read back exactly (``round_trip``), so a number formatted here is the number that was computed.
+        """
+        path = self.results / folder / name
+        if not path.exists():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path, float_precision="round_trip", **read_csv)
+        except pd.errors.EmptyDataError:  # a table with no rows and no columns is written as an empty line
+            return pd.DataFrame()
 
     @property
     def labels(self) -> list[str]:
@@ -63,7 +86,7 @@ class ReportContext:
         return sorted(self.per_patient.train_label.unique())
 
 
-def show_figure(ctx: ReportContext, stem: str, folder: str = "aggregate"):
+def show_figure(ctx: ReportContext, stem: str, folder: str = AGGREGATE) -> None:
     """Display a figure of the results folder (the first PNG under ``folder`` whose name starts with ``stem``)."""
     from IPython.display import Image, display
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from ..plans.results_folder import REPORT
 from ..plans.results_lock import results_lock
 
 # tests/test_claims.py imports these two builders from here; they live in their chapters
@@ -131,7 +132,7 @@ def render_report(results: str | os.PathLike, force_fallback: bool = False) -> P
     """Render ``report/`` for a results folder: Quarto (HTML + typst PDF) when available, else the fallback HTML."""
     results = Path(results).resolve()
     ReportContext.load(results)  # fail early with a clear message
-    out_dir = results / "report"
+    out_dir = results / REPORT
     with results_lock(results):
         if shutil.which("quarto") and not force_fallback:
             env = {**os.environ, "PETCT_RESULTS": str(results)}

@@ -34,7 +34,7 @@ def abstract(ctx: ReportContext) -> str:
              f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
              f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
     if len(ctx.labels) > 1 and "dual" in set(pp.modality):
-        _, mean, _ = agg.table2(pp)
+        _, mean, _ = agg.table2(pp)  # recomputed: tests/test_claims.py builds a context without a results folder
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
         text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."
     if "dice_ab_mean" in ctx.agreement:  # a single-label study has no agreement to state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ...evaluation.paper import load_paper
+from ...plans.results_folder import AGREEMENT, COHORT_QA, READER_SWEEP_SUMMARY
 from ..context import ReportContext
 from ..markdown import markdown_table
 
@@ -49,7 +50,7 @@ def agreement_table(ctx: ReportContext) -> str:
     a = ctx.agreement
     if not a or "dice_ab_mean" not in a:
         return "The cohort has a single label: no rater agreement to report.\n"
-    table = pd.read_csv(ctx.results / "cohort_qa" / "agreement.csv")
+    table = pd.read_csv(ctx.results / COHORT_QA / AGREEMENT)
     rows = [(name, f"{table[col].mean():.3f} ± {table[col].std(ddof=1):.3f}") for name, col in (
         ("Dice(A, B)", "dice_ab"), ("voxel kappa, whole volume", "kappa_voxel"), ("voxel kappa, body", "kappa_voxel_body"),
         ("volume A (ml)", "volume_a_ml"), ("volume B (ml)", "volume_b_ml"), ("fraction of B inside A", "fraction_b_inside_a"))]
@@ -65,7 +66,7 @@ def agreement_table(ctx: ReportContext) -> str:
 
 def reader_sweep_markdown(ctx: ReportContext) -> str:
     """The reader sweep of a synthetic cohort: agreement and ceiling against label B's uptake threshold."""
-    path = ctx.results / "cohort_qa" / "reader_sweep_summary.csv"
+    path = ctx.results / COHORT_QA / READER_SWEEP_SUMMARY
     if not path.exists():
         return "No reader sweep (the cohort is not synthetic, or its QA notebook has not run).\n"
     table = pd.read_csv(path).rename(columns={

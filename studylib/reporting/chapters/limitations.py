@@ -9,6 +9,7 @@ import pandas as pd
 from ...evaluation.paper import load_paper
 from ...evaluation.statistics import smallest_testable_pairs
 from ...ingest.cohort import load_cohort
+from ...plans.results_folder import AGGREGATE, CONVERGENCE, LOCALISATION, SPLITS
 from ...plans.runs import parse_run_id
 from .. import aggregate as agg
 from ..context import ReportContext
@@ -30,7 +31,7 @@ def limitations_markdown(ctx: ReportContext) -> str:
         items.append(f"**Seeds.** Each cell was trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
                      "per-patient values are averaged over seeds before the tests, which treat patients, not seeds, "
                      "as the unit.")
-    splits_path = ctx.results / "splits.json"
+    splits_path = ctx.results / SPLITS
     if splits_path.exists():
         splits = json.loads(splits_path.read_text())
         val = sorted({len(f["val"]) for f in splits})
@@ -140,7 +141,7 @@ def ct_arm_limitations(ctx: ReportContext) -> list[str]:
                         f"{contrast.involved_marrow.max():.0f} CT noise SDs above healthy marrow, lytic destruction "
                         f"{contrast.lytic_destruction.min():.0f}-{contrast.lytic_destruction.max():.0f} SDs below "
                         "cortex): the signs stand out of the noise, so a CT-only model could in principle see them")
-    localisation = ctx.results / "aggregate" / "localisation.csv"
+    localisation = ctx.results / AGGREGATE / LOCALISATION
     if localisation.exists():
         table = pd.read_csv(localisation)
         ct = table[table.modality == "ct"]
@@ -149,7 +150,7 @@ def ct_arm_limitations(ctx: ReportContext) -> list[str]:
                 f"`{r.train_label}` no prediction at all ({r.n_empty} empty)" if pd.isna(r.mean_on_lesion_side) else
                 f"`{r.train_label}` {r.mean_on_lesion_side:.2f} of the predicted voxels ({r.n_empty} empty "
                 "predictions)" for r in ct.itertuples()))
-    convergence = ctx.results / "aggregate" / "convergence.csv"
+    convergence = ctx.results / AGGREGATE / CONVERGENCE
     if convergence.exists():
         table = pd.read_csv(convergence)
         ct = table[table.run_id.map(lambda r: parse_run_id(r).modality == "ct")]

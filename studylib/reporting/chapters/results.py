@@ -11,6 +11,24 @@ import pandas as pd
 
 from ...evaluation.paper import load_paper
 from ...ingest.modalities import MODALITY_NAMES
+from ...plans.results_folder import (
+    AGGREGATE,
+    AGREEMENT,
+    BACKGROUND_ABLATION,
+    COHORT_QA,
+    CONVERGENCE,
+    DISAGREEMENT,
+    LOCALISATION,
+    LOCALISATION_PER_PATIENT,
+    REGIONS,
+    RUN_PARAMS,
+    RUNS,
+    TABLE2,
+    TABLE2_TESTS,
+    table1_extra_file,
+    table1_file,
+    table1_tests_file,
+)
 from ...plans.runs import RunParams, parse_run_id
 from .. import aggregate as agg
 from ..context import ReportContext
@@ -22,7 +40,7 @@ def table1_markdown(ctx: ReportContext) -> str:
     """Table 1 for each training label (the paper's own Table 1 is shown apart: its label is not stated)."""
     out = []
     for label in ctx.labels:
-        t = agg.table1(ctx.per_patient, label).drop(columns=["modality"])
+        t = ctx.table(AGGREGATE, table1_file(label)).drop(columns=["modality"])
         t = t.drop(columns=[c for c in ("specificity",) if c in t]).rename(columns={
             "n_patients": "n", "dsc": "DSC", "iou": "IoU", "sensitivity": "Sens", "specificity_body": "Spec (body)"})
         out.append(f"**Trained and tested on `{label}`**\n\n" + markdown_table(t))
@@ -41,7 +59,7 @@ def paper_table1_markdown() -> str:
 
 def table1_extra_markdown(ctx: ReportContext) -> str:
     """Beyond-paper metrics per modality."""
-    return "\n".join(f"**`{label}`**\n\n" + markdown_table(agg.table1_extra(ctx.per_patient, label).drop(columns=["modality"]))
+    return "\n".join(f"**`{label}`**\n\n" + markdown_table(ctx.table(AGGREGATE, table1_extra_file(label)).drop(columns=["modality"]))
                      for label in ctx.labels)
 
 
@@ -49,12 +67,12 @@ def tests_markdown(ctx: ReportContext) -> str:
     """Paired tests between modalities and between models."""
     parts = []
     for label in ctx.labels:
-        t = agg.modality_tests(ctx.per_patient, label)
+        t = ctx.table(AGGREGATE, table1_tests_file(label))
         if len(t):
             parts.append(f"**Modalities, `{label}`**\n\n" + markdown_table(
                 t[["group_a", "group_b", "n_pairs", "mean_difference", "p_value", "p_holm", "rank_biserial"]]))
     if len(ctx.labels) > 1:
-        t = agg.model_tests(ctx.per_patient)
+        t = ctx.table(AGGREGATE, TABLE2_TESTS)
         if len(t):
             parts.append("**Model A vs model B (dual input)**\n\n" + markdown_table(
                 t[["ground_truth", "group_a", "group_b", "n_pairs", "mean_difference", "p_value", "p_holm", "rank_biserial"]]))
@@ -63,7 +81,7 @@ def tests_markdown(ctx: ReportContext) -> str:
 
 def localisation_markdown(ctx: ReportContext) -> str:
     """Fraction of predicted voxels on the affected side, per modality (chance about 0.5)."""
-    path = ctx.results / "aggregate" / "localisation.csv"
+    path = ctx.results / AGGREGATE / LOCALISATION
     if not path.exists() or not len(pd.read_csv(path)):
         return "Not computed for this results folder.\n"
     table = pd.read_csv(path).round(4)
@@ -72,7 +90,7 @@ def localisation_markdown(ctx: ReportContext) -> str:
     out = ("With both limbs in the field of view, a model that does not know where the infection is puts about half "
            "of its predicted voxels on each side. One-sided Wilcoxon test of the per-patient fraction against 0.5 "
            "(patients with an empty prediction are left out and counted; n/a: no prediction at all).\n\n" + markdown_table(table))
-    per_patient = ctx.results / "aggregate" / "localisation_per_patient.csv"
+    per_patient = ctx.results / AGGREGATE / LOCALISATION_PER_PATIENT
     if per_patient.exists():
         pp = pd.read_csv(per_patient, header=[0, 1], index_col=0)
         ct = pp.loc[:, [c for c in pp.columns if c[0] == "ct"]]
@@ -87,7 +105,7 @@ def table2_markdown(ctx: ReportContext) -> str:
     """Cross-evaluation matrix with the paper's values (mean ± SD) in brackets."""
     if len(ctx.labels) < 2 or "dual" not in set(ctx.per_patient.modality):
         return "Needs two training labels and the dual input.\n"
-    text, _, _ = agg.table2(ctx.per_patient)
+    text = ctx.table(AGGREGATE, TABLE2, index_col=0)
     paper = load_paper().table2
     for model in text.index:
         for gt in text.columns:
@@ -99,7 +117,7 @@ def table2_markdown(ctx: ReportContext) -> str:
 
 def ceiling_sentence(ctx: ReportContext) -> str:
     """The structural ceiling of the off-diagonal cells of Table 2, from the measured A/B volume ratio."""
-    path = ctx.results / "cohort_qa" / "agreement.csv"
+    path = ctx.results / COHORT_QA / AGREEMENT
     if not path.exists():
         return ""
     table = pd.read_csv(path)
@@ -115,7 +133,7 @@ def ceiling_sentence(ctx: ReportContext) -> str:
 
 def regions_markdown(ctx: ReportContext) -> str:
     """3D DSC in both evaluation regions side by side."""
-    path = ctx.results / "aggregate" / "regions.csv"
+    path = ctx.results / AGGREGATE / REGIONS
     if not path.exists():
         return "Only one evaluation region was recorded.\n"
     table = pd.read_csv(path)
@@ -154,7 +172,7 @@ def readers_markdown(ctx: ReportContext) -> str:
                 + markdown_table(trained))
     rows = [m for m in readers if m in set(pp.train_label)] + conditioned + derived
     truths = [t for t in [*readers, *derived, "truth"] if t in set(pp.ground_truth)]
-    text, _, _ = agg.table2(ctx.per_patient)  # every dual model against every label: pick and order its cells
+    text = ctx.table(AGGREGATE, TABLE2, index_col=0)  # every dual model against every label: pick and order its cells
     table = text.loc[[f"model {m}" for m in rows], [f"GT {t}" for t in truths]]
     table.columns = truths
     table.index = [f"{CONDITIONED} model, style {own_ground_truth(m)}" if m in conditioned
@@ -172,7 +190,7 @@ def disagreement_markdown(ctx: ReportContext) -> str:
     """Where readers disagree and where their style models disagree (``disagreement.csv``)."""
     from ..disagreement import disagreement_summary
 
-    path = ctx.results / "aggregate" / "disagreement.csv"
+    path = ctx.results / AGGREGATE / DISAGREEMENT
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if table.empty:
         reason = pd.DataFrame({"disagreement maps": ["not written"],
@@ -201,7 +219,7 @@ def disagreement_markdown(ctx: ReportContext) -> str:
 
 def background_markdown(ctx: ReportContext) -> str:
     """The background-slice ablation, when the profile runs one."""
-    path = ctx.results / "aggregate" / "background_ablation.csv"
+    path = ctx.results / AGGREGATE / BACKGROUND_ABLATION
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if table.empty or table.background_fraction.nunique() < 2:
         return ("This profile trains with one share of lesion-free slices only "
@@ -214,7 +232,7 @@ def background_markdown(ctx: ReportContext) -> str:
 
 def convergence_markdown(ctx: ReportContext) -> str:
     """Did every run converge (rule in ``trainer.convergence``)? A summary line and one row per run."""
-    path = ctx.results / "aggregate" / "convergence.csv"
+    path = ctx.results / AGGREGATE / CONVERGENCE
     if not path.exists():
         return "Convergence was not recorded for these runs.\n"
     table = pd.read_csv(path)
@@ -248,10 +266,10 @@ def real_data_section(ctx: ReportContext) -> str:
     """Table 1 on a real PET/CT cohort when its results folder exists (``PETCT_REAL_RESULTS`` or a sibling)."""
     candidates = [os.environ.get("PETCT_REAL_RESULTS", ""), str(ctx.results.parent / "real")]
     for c in candidates:
-        if c and (Path(c) / "runs").exists() and Path(c).resolve() != ctx.results:
+        if c and (Path(c) / RUNS).exists() and Path(c).resolve() != ctx.results:
             real = agg.primary(agg.seed_mean(agg.collect_per_patient(c)), c)
-            run = next(r for r in agg.planned_runs(c) if (r / "params.json").exists())
-            cohort_json = Path(RunParams.from_record(run / "params.json").cohort)
+            run = next(r for r in agg.planned_runs(c) if (r / RUN_PARAMS).exists())
+            cohort_json = Path(RunParams.from_record(run / RUN_PARAMS).cohort)
             spec = json.loads(cohort_json.read_text()) if cohort_json.exists() else {}
             n_labels = len(spec.get("train_labels") or spec.get("labels", {}))
             can = ("It can show whether adding PET to CT (and CT to PET) helps on real scanner data: the modality "
