@@ -181,7 +181,8 @@ def test_abstract_leads_with_the_central_claim_and_counts_apart():
     from pathlib import Path
     from types import SimpleNamespace
 
-    from studylib.reporting.report import abstract, claims_markdown
+    from studylib.reporting.chapters.abstract import abstract
+    from studylib.reporting.chapters.claims import claims_markdown
 
     per_patient = _per_patient(0.8, 0.7, 0.5, failed=("ct",))
     nested = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(8)], "fraction_b_inside_a": 1.0})

@@ -19,10 +19,6 @@ import yaml
 
 from ..plans.results_folder import REPORT
 from ..plans.results_lock import results_lock
-
-# tests/test_claims.py imports these two builders from here; they live in their chapters
-from .chapters.abstract import abstract
-from .chapters.claims import claims_markdown
 from .context import ReportContext
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
@@ -142,4 +138,4 @@ def render_report(results: str | os.PathLike, force_fallback: bool = False) -> P
 
 
 
-__all__ = ["ReportContext", "render_report", "parse_qmd", "cross_references", "abstract", "claims_markdown"]
+__all__ = ["render_report", "parse_qmd", "cross_references"]
