@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from studylib.evaluation.scoring import lesion_extent, score_patient
-from studylib.inference.volume import MASK_THRESHOLD, foreground
+from studylib.inference.volume import foreground
 from studylib.plans.runs import RunCell, parse_run_id, run_id
+from studylib.training.models import MASK_THRESHOLD
 
 
 @pytest.mark.parametrize("cell", [RunCell("dual", "label_a", 0, 0), RunCell("dual_mri", "conditioned", 4, 12, 0.1),

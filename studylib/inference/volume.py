@@ -1,7 +1,8 @@
 """3D inference: predict every axial slice, map back to the CT grid, restack, threshold, write NIfTI.
 
-A voxel is foreground when the model's probability is at least ``MASK_THRESHOLD``: the one threshold of every
-predicted mask (the masks written as NIfTI or DICOM SEG, and the masks scored).
+A voxel is foreground when the model's probability is at least ``training.models.MASK_THRESHOLD``: the one
+threshold of every predicted mask (validation during training, the masks written as NIfTI or DICOM SEG, the masks
+scored).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from torch import nn
 
 from ..ingest.imageio import ImageGeometry, image_from_array, write_image
 from ..preprocessing.slices import restore_slices
-from ..training.models import conditioned_output, with_style_planes
+from ..training.models import MASK_THRESHOLD, conditioned_output, with_style_planes
 from ..training.trainer import set_up_numerics
-
-MASK_THRESHOLD = 0.5
 
 
 def prediction_stem(patient_id: str, model: str, conditioned: bool) -> str:

@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# A voxel is foreground when the model's probability is at least this: the one threshold of every predicted mask
+# (validation Dice during training, the masks written as NIfTI or DICOM SEG, the masks scored).
+MASK_THRESHOLD = 0.5
 CONDITIONED = "conditioned"  # the training label of one model trained on every reader's labels, told which style
 
 

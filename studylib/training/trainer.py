@@ -24,6 +24,7 @@ from torch import nn
 
 from .augmentation import AugmentConfig, augment_batch
 from .losses import HybridLoss, hybrid_loss_from_sums
+from .models import MASK_THRESHOLD
 
 # fp32: no autocast (IEEE fp32, no TF32 on CUDA either); bf16: bf16 autocast (bf16 operands, fp32 weights and sums)
 PRECISIONS = ("fp32", "bf16")
@@ -305,7 +306,7 @@ def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: Hybri
                 logits = model(x)
             logits = logits.float()
             probs = torch.sigmoid(logits)
-            pred, truth = logits > 0, y > 0.5
+            pred, truth = probs >= MASK_THRESHOLD, y > 0.5  # as the test masks are thresholded
             sums += torch.stack([t.double() for t in (
                 (probs * y).sum(), probs.sum(), y.sum(), F.binary_cross_entropy_with_logits(logits, y, reduction="sum"),
                 (pred & truth).sum(), pred.sum() + truth.sum())])
