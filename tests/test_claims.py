@@ -177,21 +177,33 @@ def test_agreement_with_human_readers_is_compared_with_the_paper():
     assert row.loc["agreement", "verdict"] == INCONCLUSIVE and "straddles" in row.loc["agreement", "reason"]
 
 
-def test_abstract_leads_with_the_central_claim_and_counts_apart():
+def test_abstract_leads_with_the_central_claim_and_counts_apart(tmp_path):
+    """The abstract reads what aggregation wrote (claims, Table 1 means, Table 2): nothing recomputed."""
     from pathlib import Path
     from types import SimpleNamespace
 
+    from studylib.evaluation.statistics import summary_table
+    from studylib.plans.results_folder import AGGREGATE, CLAIMS, SUMMARY_STATISTICS, TABLE2_MEAN
+    from studylib.reporting.aggregate import read_claims, table2
     from studylib.reporting.chapters.abstract import abstract
     from studylib.reporting.chapters.claims import claims_markdown
+    from studylib.reporting.context import ReportContext
 
     per_patient = _per_patient(0.8, 0.7, 0.5, failed=("ct",))
     nested = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(8)], "fraction_b_inside_a": 1.0})
-    ctx = SimpleNamespace(per_patient=per_patient, labels=["label_a", "label_b"], cohort_spec={"name": "built"},
-                          cohort_path=Path("cohort.json"), summaries=[{}], agreement={},
-                          profile=SimpleNamespace(name="test", study=SimpleNamespace(folds=2)),
-                          claims=claims_table(per_patient, nested))
+    (tmp_path / AGGREGATE).mkdir()
+    claims_table(per_patient, nested).to_csv(tmp_path / AGGREGATE / CLAIMS, index=False)
+    summary_table(per_patient, ["modality", "train_label", "ground_truth"], ["dsc"]).to_csv(
+        tmp_path / AGGREGATE / SUMMARY_STATISTICS, index=False)
+    table2(per_patient)[1].to_csv(tmp_path / AGGREGATE / TABLE2_MEAN)
+    ctx = ReportContext(tmp_path, per_patient, [{}], SimpleNamespace(name="test", study=SimpleNamespace(folds=2)), {},
+                        Path("cohort.json"), {"name": "built"}, claims=read_claims(tmp_path / AGGREGATE / CLAIMS))
     text = abstract(ctx)
     assert text.startswith("The paper's central claim") and "+8.40" in text
+    means = per_patient[(per_patient.train_label == "label_a") & (per_patient.ground_truth == "label_a")].groupby(
+        "modality").dsc.mean()
+    assert f"Dual (CT+PET) {100 * means['dual']:.1f}%" in text and f"PET only {100 * means['pet']:.1f}%" in text
+    assert "Cross-evaluation of the dual-input models" in text
     assert "replicated for `label_a` (+" in text and "% CI" in text
     assert text.index("Verdicts that are evidence") < text.index("We re-ran")
     assert f"1 {BY_CONSTRUCTION}" in text and f"4 {FAILED_ARM}" in text

@@ -48,6 +48,8 @@ CENTRAL_CLAIM = "dual_over_pet"  # the paper's central claim: fusing CT with PET
 COLUMNS = ["key", "claim", "family", "comparison", "metric", "n_patients", "first_mean", "second_mean",
            "mean_difference", "ci_level", "ci_low", "ci_high", "paper_difference", "margin", "rank_biserial",
            "p_value", "p_holm", "verdict", "why_not_testable", "reason", "stability"]
+CLAIM_TEXT_COLUMNS = ["key", "claim", "family", "comparison", "metric", "verdict", "why_not_testable", "reason",
+                      "stability"]
 
 _PAPER = load_paper()
 VERDICT_RULES = (

@@ -37,6 +37,7 @@ LOCALISATION = "localisation.csv"
 LOCALISATION_PER_PATIENT = "localisation_per_patient.csv"
 DISAGREEMENT = "disagreement.csv"
 SUMMARY_STATISTICS = "summary_statistics.csv"
+CLAIMS = "claims.csv"
 AGGREGATE_SUMMARY = "summary.json"
 FIGURES_RECORD = "figures.json"
 

@@ -9,13 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..evaluation.claims import CLAIM_TEXT_COLUMNS, claims_table
 from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
 from ..inference.volume import prediction_patient
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
 from ..plans.results_folder import (
     AGGREGATE,
     AGGREGATE_SUMMARY,
+    AGREEMENT,
     BACKGROUND_ABLATION,
+    CLAIMS,
+    COHORT_QA,
     CONVERGENCE,
     FIGURES_RECORD,
     LOCALISATION,
@@ -69,9 +73,20 @@ def planned_cells(results: str | os.PathLike) -> list[tuple[Path, RunCell]]:
     return [(run, parse_run_id(run.name)) for run in sorted(planned_runs(results))]
 
 
+def read_per_patient(path: str | os.PathLike) -> pd.DataFrame:
+    """A per-patient table (a run's, or aggregation's ``per_patient_all.csv``): ids as text (``007`` stays ``007``)."""
+    return pd.read_csv(path, dtype={"patient_id": str, "run_id": str})
+
+
+def read_claims(path: str | os.PathLike) -> pd.DataFrame:
+    """The claims table aggregation wrote (``claims.csv``): text columns as text (empty, not missing)."""
+    table = pd.read_csv(path, dtype={c: str for c in CLAIM_TEXT_COLUMNS})
+    return table.fillna({c: "" for c in CLAIM_TEXT_COLUMNS})
+
+
 def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
     """Concatenate the ``per_patient.csv`` of every finished planned run (unfinished ones are left out)."""
-    frames = [pd.read_csv(run / RUN_PER_PATIENT) for run in planned_runs(results)
+    frames = [read_per_patient(run / RUN_PER_PATIENT) for run in planned_runs(results)
               if (run / RUN_SUMMARY).exists() and (run / RUN_PER_PATIENT).exists()]
     if not frames:
         raise FileNotFoundError(f"no finished runs under {results}/runs")
@@ -303,11 +318,23 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
             out / LOCALISATION_PER_PATIENT)
     summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
     summary.to_csv(out / SUMMARY_STATISTICS, index=False)
+    study_claims(results, pp, primary(raw, results)).to_csv(out / CLAIMS, index=False)
     written["n_runs"] = int(raw.run_id.nunique())
     written["n_patients"] = int(raw.patient_id.nunique())
     written["empty_predictions"] = int(pp.get("empty_prediction", pd.Series(dtype=float)).fillna(0).astype(bool).sum())
     (out / AGGREGATE_SUMMARY).write_text(json.dumps(written, indent=1))
     return written
+
+
+def study_claims(results: Path, per_patient: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
+    """The claims table of a results folder (``evaluation.claims``): the primary rows averaged over seeds, each
+    seed's rows for the stability column, and the cohort QA's annotation agreement."""
+    plan = json.loads((results / PLAN_FILE).read_text()) if (results / PLAN_FILE).exists() else {}
+    cohort_json = results / plan["cohort"] if "cohort" in plan else None
+    cohort_spec = json.loads(cohort_json.read_text()) if cohort_json is not None and cohort_json.is_file() else {}
+    agreement = results / COHORT_QA / AGREEMENT
+    return claims_table(per_patient, read_per_patient(agreement) if agreement.exists() else None,
+                        synthetic_readers="synthetic" in cohort_spec, per_seed=per_run)
 
 
 def numbers_in_table(table: pd.DataFrame) -> list[float]:

@@ -1,4 +1,5 @@
-"""What the report reads: a results folder loaded once (per-patient metrics, run records, profile, cohort, claims)."""
+"""What the report reads: a results folder loaded once (per-patient metrics, run records, profile, cohort, claims),
+from the files the study and its aggregation wrote; nothing is recomputed here."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..evaluation.claims import claims_table
 from ..plans.profiles import Profile, load_profile
 from ..plans.results_folder import (
     AGGREGATE,
-    AGREEMENT,
     AGREEMENT_SUMMARY,
+    CLAIMS,
     COHORT_QA,
+    PER_PATIENT_ALL,
     RUN_PARAMS,
     RUN_SUMMARY,
     RUNS,
@@ -46,7 +47,11 @@ class ReportContext:
         results = Path(results).resolve()
         if not (results / RUNS).exists():
             raise FileNotFoundError(f"{results} holds no runs: run `python -m studylib study` first")
-        raw = agg.collect_per_patient(results)
+        missing = [name for name in (PER_PATIENT_ALL, CLAIMS) if not (results / AGGREGATE / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"{results / AGGREGATE} lacks {', '.join(missing)}: run `python -m studylib aggregate "
+                                    f"--results {results}` first")
+        raw = agg.read_per_patient(results / AGGREGATE / PER_PATIENT_ALL)
         per_patient = agg.primary(agg.seed_mean(raw), results)
         summaries = [json.loads((run / RUN_SUMMARY).read_text()) for run in agg.planned_runs(results)
                      if (run / RUN_SUMMARY).exists()]
@@ -60,23 +65,22 @@ class ReportContext:
         cohort_spec = json.loads(cohort_path.read_text()) if cohort_path.is_file() else {}
         agreement_path = results / COHORT_QA / AGREEMENT_SUMMARY
         agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
-        per_patient_agreement = results / COHORT_QA / AGREEMENT
         per_run = agg.primary(raw, results)
-        claims = claims_table(per_patient, pd.read_csv(per_patient_agreement) if per_patient_agreement.exists() else None,
-                              synthetic_readers="synthetic" in cohort_spec, per_seed=per_run)
+        claims = agg.read_claims(results / AGGREGATE / CLAIMS)
         return cls(results, per_patient, summaries, profile, study, cohort_path, cohort_spec, agreement, claims,
                    per_run)
 
     def table(self, folder: str, name: str, **read_csv) -> pd.DataFrame:
         """A table that aggregation (or the cohort QA) wrote into ``folder``; empty when it wrote none or an empty one.
 
-        Floats are read back exactly (``round_trip``), so a number formatted here is the number that was computed.
+        pandas 3 reads floats back exactly (its default parser round-trips), so a number formatted here is the number
+        that was computed; pandas 2's default may differ in the last bit, which no printed digit shows.
         """
         path = self.results / folder / name
         if not path.exists():
             return pd.DataFrame()
         try:
-            return pd.read_csv(path, float_precision="round_trip", **read_csv)
+            return pd.read_csv(path, **read_csv)
         except pd.errors.EmptyDataError:  # a table with no rows and no columns is written as an empty line
             return pd.DataFrame()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...evaluation.claims import NOT_TESTABLE, central_claim, interval_text, verdict_counts
 from ...evaluation.paper import load_paper
 from ...ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
-from .. import aggregate as agg
+from ...plans.results_folder import AGGREGATE, SUMMARY_STATISTICS, TABLE2_MEAN
 from ..context import ReportContext
 
 
@@ -13,8 +13,9 @@ def abstract(ctx: ReportContext) -> str:
     """Abstract with every number filled in from the results."""
     pp = ctx.per_patient
     label = "label_a" if "label_a" in ctx.labels else ctx.labels[0]
-    sub = agg.trained_and_tested_on(pp, label)
-    means = sub.groupby("modality")["dsc"].mean()
+    summary = ctx.table(AGGREGATE, SUMMARY_STATISTICS, dtype={"modality": str, "train_label": str, "ground_truth": str})
+    own = summary[(summary.train_label == label) & (summary.ground_truth == label) & (summary.metric == "dsc")]
+    means = own.set_index("modality")["mean"]
     parts = [f"{MODALITY_NAMES[m]} {100 * means[m]:.1f}%" for m in MODALITY_ORDER if m in means]
     n_pat = pp.patient_id.nunique()
     name = ctx.cohort_spec.get("name", ctx.cohort_path.parent.name)
@@ -33,8 +34,8 @@ def abstract(ctx: ReportContext) -> str:
              f"({n_pat} patients, profile `{ctx.profile.name}`, {len(ctx.summaries)} training runs, "
              f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
              f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
-    if len(ctx.labels) > 1 and "dual" in set(pp.modality):
-        _, mean, _ = agg.table2(pp)  # recomputed: tests/test_claims.py builds a context without a results folder
+    mean = ctx.table(AGGREGATE, TABLE2_MEAN, index_col=0)
+    if len(mean):
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
         text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."
     if "dice_ab_mean" in ctx.agreement:  # a single-label study has no agreement to state
