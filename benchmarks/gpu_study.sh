@@ -34,9 +34,9 @@ stage() {  # stage NAME COMMAND...: run it, log it, record its wall time
 read -r PATIENTS SEED SCALE READERS < <("$PYTHON" -c "
 from studylib.plans.profiles import load_profile
 c = load_profile('$PROFILE').cohort
-print(c.patients, c.seed, c.scale, c.readers)")
+print(c.patients, c.seed, c.scale, c.reader_count)")
 "$PYTHON" -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu (no CUDA)')"
-stage cohort "$PYTHON" -m studylib synth --out "$RESULTS/cohort" --patients "$PATIENTS" --seed "$SEED" --scale "$SCALE" --readers "$READERS" --jobs "$CPUS"
+stage cohort "$PYTHON" -m studylib synth --out "$RESULTS/cohort" --patients "$PATIENTS" --seed "$SEED" --scale "$SCALE" --reader-count "$READERS" --jobs "$CPUS"
 stage prepare "$PYTHON" -m studylib prepare --profile "$PROFILE" --out "$RESULTS" --jobs "$CPUS"
 stage runs "$PYTHON" -m studylib run --results "$RESULTS" --jobs "$JOBS"
 stage aggregate "$PYTHON" -m studylib aggregate --results "$RESULTS"

@@ -13,7 +13,7 @@ def _synth(args) -> int:
     from .synthetic import generate_cohort
 
     out = generate_cohort(args.out, args.patients, args.seed, args.scale, args.mri, args.overwrite, jobs=args.jobs,
-                          readers=args.readers)
+                          reader_count=args.reader_count)
     print(f"synthetic cohort written to {out}")
     return 0
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mri", action="store_true", help="also generate a STIR-like MRI channel")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
-    p.add_argument("--readers", type=int, default=2,
+    p.add_argument("--reader-count", type=int, default=2,
                    help="simulated readers (label_a sensitive, label_b specific, then reader_3.. alternating styles)")
     p.set_defaults(func=_synth)
 

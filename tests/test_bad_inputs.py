@@ -252,7 +252,7 @@ def test_a_synthetic_cohort_from_another_generator_version_or_profile_is_refused
     cohort_json = tmp_path / "cohort" / "cohort.json"
     cohort_json.parent.mkdir()
     made = {"generator_version": GENERATOR_VERSION, "seed": profile.cohort.seed, "patients": profile.cohort.patients,
-            "scale": profile.cohort.scale, "readers": profile.cohort.readers}
+            "scale": profile.cohort.scale, "reader_count": profile.cohort.reader_count}
     cohort_json.write_text(json.dumps({"synthetic": made}))
     assert ensure_cohort(profile, None, tmp_path) == cohort_json.parent
     cohort_json.write_text(json.dumps({"synthetic": {**made, "generator_version": GENERATOR_VERSION - 1}}))
@@ -261,3 +261,24 @@ def test_a_synthetic_cohort_from_another_generator_version_or_profile_is_refused
     cohort_json.write_text(json.dumps({"synthetic": {**made, "seed": 7}}))
     with pytest.raises(ValueError, match=r"seed 7 \(the profile and this code: 0\).*new --out"):
         ensure_cohort(profile, None, tmp_path)
+    # a cohort written before the count was named reader_count records it as "readers": the same cohort
+    old = {k: v for k, v in made.items() if k != "reader_count"}
+    cohort_json.write_text(json.dumps({"synthetic": {**old, "readers": profile.cohort.reader_count}}))
+    assert ensure_cohort(profile, None, tmp_path) == cohort_json.parent
+    cohort_json.write_text(json.dumps({"synthetic": {**old, "readers": 3}}))
+    with pytest.raises(ValueError, match=r"reader_count 3 \(the profile and this code: 2\)"):
+        ensure_cohort(profile, None, tmp_path)
+
+
+def test_a_profile_key_renamed_is_refused_with_its_new_name(tmp_path):
+    """`readers` had three meanings; a profile (or an old results folder's profile.yaml) still using it is told the
+    new key and the file, never read under a guessed meaning."""
+    from studylib.plans.profiles import load_profile
+
+    path = tmp_path / "old.yaml"
+    (tmp_path / "tiny_profile.yaml").write_text((Path(__file__).parent / "tiny_profile.yaml").read_text())  # its base
+    path.write_text((Path(__file__).parent / "tiny_multirater.yaml").read_text()
+                    .replace("reader_count: 3", "readers: 3").replace("reader_labels:", "readers:"))
+    with pytest.raises(ValueError, match=r"old.yaml: cohort.readers is now cohort.reader_count; "
+                                         r"study.readers is now study.reader_labels \(rename the keys in this file\)"):
+        load_profile(path)

@@ -190,13 +190,13 @@ def test_readers_vary_between_patients_and_any_number_can_be_drawn(six_patients)
     thresholds = {round(v.reads["label_b"].pet_threshold_suv, 3) for v in six_patients}
     assert len(thresholds) == 6
     assert all(v.reads["label_a"].style == "sensitive" and v.reads["label_b"].style == "specific" for v in six_patients)
-    vol = generate_patient("P000", synthetic.DEVELOPMENT_SEED, 0, "quick", n_readers=4)
+    vol = generate_patient("P000", synthetic.DEVELOPMENT_SEED, 0, "quick", reader_count=4)
     assert set(vol.labels) == {"label_a", "label_b", "reader_3", "reader_4", "truth"}
     assert [vol.reads[k].style for k in ("reader_3", "reader_4")] == ["sensitive", "specific"]
     # the first two readers do not change when more are drawn
     np.testing.assert_array_equal(sitk.GetArrayFromImage(vol.labels["label_b"]),
                                   sitk.GetArrayFromImage(six_patients[0].labels["label_b"]))
-    with pytest.raises(ValueError, match="readers"):
+    with pytest.raises(ValueError, match="reader-count"):
         synthetic.reader_names(0)
 
 
@@ -235,7 +235,7 @@ def test_reader_sweep_lower_threshold_gives_larger_b():
 
 
 def test_cohort_with_more_readers(tmp_path):
-    out = generate_cohort(tmp_path / "c", patients=1, scale="quick", progress=False, readers=3)
+    out = generate_cohort(tmp_path / "c", patients=1, scale="quick", progress=False, reader_count=3)
     spec = json.loads((out / "cohort.json").read_text())
     assert set(spec["labels"]) == {"label_a", "label_b", "reader_3", "truth"}
     assert spec["train_labels"] == ["label_a", "label_b"]

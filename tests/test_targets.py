@@ -6,10 +6,10 @@ import torch
 from studylib.preprocessing.targets import (
     derived_targets,
     intersection_mask,
-    reader_count,
     staple_consensus,
     staple_probability,
     union_mask,
+    vote_count,
 )
 from studylib.training.models import StyleConditioned, UNet, with_style_planes
 
@@ -43,7 +43,7 @@ def test_union_intersection_and_reader_count():
     a, b, c = _readers()
     assert np.array_equal(union_mask([a, b, c]), b)
     assert np.array_equal(intersection_mask([a, b, c]), c)
-    count = reader_count([a, b, c])
+    count = vote_count([a, b, c])
     assert count.max() == 3 and count[3, 9, 9] == 3 and count[2, 7, 17] == 1 and count[0, 0, 0] == 0
     targets = derived_targets({"r1": a, "r2": b, "r3": c}, ["r1", "r2", "r3"], ["union", "intersection"])
     assert set(targets) == {"union", "intersection"}
@@ -70,7 +70,7 @@ def test_disagreement_fraction_known_answers():
     from studylib.reporting.disagreement import disagreement_fraction, disagreement_row, partial_agreement
 
     a, b, c = _readers()
-    readers = partial_agreement(reader_count([a, b, c]), 3)
+    readers = partial_agreement(vote_count([a, b, c]), 3)
     assert readers.sum() == b.sum() - c.sum()  # inside b, outside c
     model_a, model_b = a.copy(), a.copy()
     model_b[2:5, 6:16, 16:19] = 1  # 3 x 10 x 3 = 90 voxels of model disagreement, all inside b but outside c

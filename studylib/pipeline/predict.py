@@ -59,7 +59,7 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
     profile = load_profile(params.profile)
     channels = MODALITY_CHANNELS[params.modality]
     # a style-conditioned model produces one prediction per style of the readers it was trained on
-    styles = profile.readers(load_cohort(params.cohort).train_labels) if params.label == CONDITIONED else []
+    styles = profile.reader_labels(load_cohort(params.cohort).train_labels) if params.label == CONDITIONED else []
     model = build_run_model(profile.model, len(channels), len(styles))
     model.load_state_dict(load_checkpoint(model_dir / "best.pt")["model"])
     cohort_obj = load_cohort(cohort)
@@ -71,13 +71,13 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         if not_dicom:
             raise CohortError(f"a DICOM SEG references a DICOM CT series, but the CT of {', '.join(not_dicom)} is "
                               f"not a DICOM folder ({cohort_obj.patient(not_dicom[0]).images['ct']})")
-    derived, readers = profile.derived_targets(cohort_obj)
+    derived, reader_labels = profile.derived_targets(cohort_obj)
     extent_labels, tolerance = recorded_scoring(model_dir, params, profile)
     rows = []
     for pid in chosen:
         record = cohort_obj.patient(pid)
-        scored = set(readers) <= set(record.labels)  # a patient without the readers' labels is predicted, not scored
-        cache_patient(record, profile.preprocess, cache_dir, 0, derived if scored else [], readers if scored else [])
+        scored = set(reader_labels) <= set(record.labels)  # a patient without the readers' labels is predicted, not scored
+        cache_patient(record, profile.preprocess, cache_dir, 0, derived if scored else [], reader_labels if scored else [])
         cached = load_cached(cache_dir, pid)
         geometry = cached.geometry
         labels, body = load_native(cache_dir, pid)

@@ -51,7 +51,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         train.threads = params.threads
     cohort = load_cohort(params.cohort)
     select = profile.mask_targets(cohort)
-    styles = profile.readers(cohort.train_labels) if params.label == CONDITIONED else []
+    styles = profile.reader_labels(cohort.train_labels) if params.label == CONDITIONED else []
     selection = training_slices(cache_dir, fold["train"], select, params.background_fraction, params.seed)
     if styles:  # every slice once per style, with that reader's mask
         tx, ty = styled_training_set(cache_dir, selection, channels, styles)

@@ -28,8 +28,8 @@ from .run import execute_notebook_run, run_is_finished
 
 
 def _cache_one(args) -> dict:
-    record, preprocess, cache_dir, seed, derived, readers = args
-    cached = cache_patient(record, preprocess, cache_dir, seed, derived, readers)
+    record, preprocess, cache_dir, seed, derived, reader_labels = args
+    cached = cache_patient(record, preprocess, cache_dir, seed, derived, reader_labels)
     # the time it took to build the cache (not to find it again), so a resumed study keeps the first figures
     return {"patient_id": record.patient_id, "seconds": cached.meta.get("preprocess_seconds"), **{
         f"registration_{k}": v for k, v in cached.meta["registration"].items() if k in ("mode", "metric_before", "metric_after")}}
@@ -38,8 +38,8 @@ def _cache_one(args) -> dict:
 def prepare_cache(cohort: Cohort, profile: Profile, cache_dir: Path, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Stage 1: preprocess every patient into the slice cache (parallel over patients)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    derived, readers = profile.derived_targets(cohort)
-    tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0, derived, readers) for pid in cohort.patient_ids]
+    derived, reader_labels = profile.derived_targets(cohort)
+    tasks = [(cohort.patient(pid), profile.preprocess, cache_dir, 0, derived, reader_labels) for pid in cohort.patient_ids]
     return pd.DataFrame(map_in_processes(_cache_one, tasks, jobs, "preprocess", progress))
 
 
@@ -52,7 +52,7 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
     target = out / "cohort"
     c = profile.cohort
     if not (target / "cohort.json").exists():
-        generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True, readers=c.readers)
+        generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True, reader_count=c.reader_count)
     check_synthetic_cohort(target / "cohort.json", profile)
     return target
 
@@ -60,12 +60,12 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
 def check_synthetic_cohort(cohort_json: Path, profile: Profile) -> None:
     """Refuse a synthetic cohort left in a results folder by another generator version or another profile: the
     runs would silently study a cohort the code no longer makes."""
-    from ..synthetic.generate import GENERATOR_VERSION
+    from ..synthetic.generate import GENERATOR_VERSION, generator_settings
 
-    made = {"generator_version": 1, **json.loads(cohort_json.read_text()).get("synthetic", {})}  # 1: unversioned
+    made = generator_settings(json.loads(cohort_json.read_text()))
     c = profile.cohort
     wanted = {"generator_version": GENERATOR_VERSION, "seed": c.seed, "patients": c.patients, "scale": c.scale,
-              "readers": c.readers}
+              "reader_count": c.reader_count}
     found = {key: made.get(key) for key in wanted}
     if found != wanted:
         differ = ", ".join(f"{key} {found[key]} (the profile and this code: {wanted[key]})"

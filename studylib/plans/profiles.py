@@ -28,7 +28,7 @@ class CohortSpec:
     seed: int = 0
     scale: str = "paper"
     with_mri: bool = False
-    readers: int = 2  # label_a (sensitive), label_b (specific), then reader_3, ... alternating styles
+    reader_count: int = 2  # label_a (sensitive), label_b (specific), then reader_3, ... alternating styles
 
 
 @dataclass
@@ -40,7 +40,7 @@ class StudySpec:
     val_patients: int = VAL_PATIENTS  # per fold: model selection follows them
     seeds: list[int] = field(default_factory=lambda: [0])
     labels: list[str] | None = None  # training targets (default: the cohort's train_labels); may name derived ones
-    readers: list[str] | None = None  # whose labels derived targets combine (default: the cohort's train_labels)
+    reader_labels: list[str] | None = None  # whose labels derived targets combine (default: the cohort's train_labels)
     nsd_tolerance_mm: float | None = None  # None: the cohort's largest voxel spacing (metrics.nsd_tolerance)
     background_fractions: list[float] = field(default_factory=lambda: [0.0])  # first: the primary setting
 
@@ -60,17 +60,17 @@ class Profile:
     assumptions: dict[str, str] = field(default_factory=dict)
     path: str = ""
 
-    def readers(self, train_labels: Sequence[str]) -> list[str]:
+    def reader_labels(self, train_labels: Sequence[str]) -> list[str]:
         """The readers' labels that derived targets combine and a conditioned model learns the styles of
-        (``study.readers``, else the cohort's ``train_labels``)."""
-        return list(self.study.readers or train_labels)
+        (``study.reader_labels``, else the cohort's ``train_labels``)."""
+        return list(self.study.reader_labels or train_labels)
 
     def derived_targets(self, cohort) -> tuple[list[str], list[str]]:
         """(derived targets the study trains on, the readers they combine) for ``cohort``."""
         from ..preprocessing.targets import DERIVED_TARGETS
 
         derived = [label for label in (self.study.labels or []) if label in DERIVED_TARGETS]
-        return derived, self.readers(cohort.train_labels) if derived else []
+        return derived, self.reader_labels(cohort.train_labels) if derived else []
 
     def mask_targets(self, cohort) -> list[str]:
         """Labels the study's models learn masks of: its training labels (the conditioned model's styles in place
@@ -78,8 +78,13 @@ class Profile:
         labels = self.study.labels or cohort.train_labels
         targets = [label for label in labels if label != CONDITIONED]
         if CONDITIONED in labels:
-            targets += [r for r in self.readers(cohort.train_labels) if r not in targets]
+            targets += [r for r in self.reader_labels(cohort.train_labels) if r not in targets]
         return targets
+
+
+# Profile keys renamed so that one name has one meaning; a profile (or a results folder's profile.yaml) written
+# before the rename is refused with the new name rather than read under the old one.
+RENAMED_KEYS = {("cohort", "readers"): "reader_count", ("study", "readers"): "reader_labels"}
 
 
 def _build(cls, data: dict | None, where: str):
@@ -134,6 +139,10 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)} (allowed: {sorted(known)})")
+    renamed = [f"{section}.{key} is now {section}.{new}" for (section, key), new in RENAMED_KEYS.items()
+               if key in (raw.get(section) or {})]
+    if renamed:
+        raise ValueError(f"{path}: {'; '.join(renamed)} (rename the keys in this file)")
     train_raw = dict(raw.get("train", {}))
     augment = _build(AugmentConfig, train_raw.pop("augment", None), f"{path}: train.augment")
     train = _build(TrainConfig, train_raw, f"{path}: train")

@@ -88,23 +88,23 @@ def cache_key(record, config: PreprocessConfig, seed: int) -> dict:
 
 
 def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike, seed: int = 0,
-                  derived: Sequence[str] = (), readers: Sequence[str] = ()) -> CachedPatient:
+                  derived: Sequence[str] = (), reader_labels: Sequence[str] = ()) -> CachedPatient:
     """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists.
 
-    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection of the ``readers``'
-    labels) are computed on the CT grid and cached like the other labels.
+    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection of the
+    ``reader_labels``) are computed on the CT grid and cached like the other labels.
     """
     folder = Path(cache_dir) / record.patient_id
     key = cache_key(record, config, seed)
     if derived:  # only then, so that caches without derived targets stay valid
-        key["derived"] = {"targets": list(derived), "readers": list(readers)}
+        key["derived"] = {"targets": list(derived), "reader_labels": list(reader_labels)}
     meta_path = folder / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
         return load_cached(cache_dir, record.patient_id)
     started = time.perf_counter()
     patient = load_patient_on_ct(record, config.registration, seed)
     if derived:
-        patient.labels.update(derived_targets(patient.labels, readers, derived))
+        patient.labels.update(derived_targets(patient.labels, reader_labels, derived))
     body = body_mask(patient.channels["ct"])
     norm = normalise_channels(patient, config, body)
     channel_names = [c for c in ("ct", "pet", "mri") if c in norm]

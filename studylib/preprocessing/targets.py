@@ -13,7 +13,7 @@ import SimpleITK as sitk
 DERIVED_TARGETS = ("consensus", "union", "intersection")
 STAPLE_MARGIN = 8  # voxels around the readers' union kept for STAPLE (see staple_consensus)
 # a voxel is in the consensus when STAPLE's foreground probability is strictly above this (the assumption stated
-# in profiles/multirater.yaml); a model's predicted mask is a different threshold (inference.MASK_THRESHOLD, >=)
+# in profiles/multirater.yaml); a model's predicted mask is a different threshold (training.models.MASK_THRESHOLD, >=)
 CONSENSUS_THRESHOLD = 0.5
 
 
@@ -27,7 +27,7 @@ def intersection_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
     return np.logical_and.reduce([np.asarray(m, bool) for m in masks]).astype(np.uint8)
 
 
-def reader_count(masks: Sequence[np.ndarray]) -> np.ndarray:
+def vote_count(masks: Sequence[np.ndarray]) -> np.ndarray:
     """How many readers include each voxel (0..N), uint8."""
     return np.sum([np.asarray(m, bool) for m in masks], axis=0, dtype=np.uint8)
 
@@ -66,14 +66,14 @@ def staple_consensus(masks: Sequence[np.ndarray], threshold: float = CONSENSUS_T
     return out
 
 
-def derived_targets(labels: dict[str, np.ndarray], readers: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The derived targets ``names`` (from DERIVED_TARGETS) of the ``readers``' masks in ``labels``."""
+def derived_targets(labels: dict[str, np.ndarray], reader_labels: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The derived targets ``names`` (from DERIVED_TARGETS) of the masks ``reader_labels`` names in ``labels``."""
     unknown = [n for n in names if n not in DERIVED_TARGETS]
     if unknown:
         raise ValueError(f"unknown derived targets {unknown} (known: {list(DERIVED_TARGETS)})")
-    missing = [r for r in readers if r not in labels]
+    missing = [r for r in reader_labels if r not in labels]
     if missing:
         raise ValueError(f"derived targets need the readers' labels {missing} (present: {sorted(labels)})")
-    masks = [labels[r] for r in readers]
+    masks = [labels[r] for r in reader_labels]
     build = {"consensus": staple_consensus, "union": union_mask, "intersection": intersection_mask}
     return {n: build[n](masks) for n in names}

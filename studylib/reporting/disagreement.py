@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..preprocessing.targets import reader_count
+from ..preprocessing.targets import vote_count
 
 
 def partial_agreement(count: np.ndarray, total: int) -> np.ndarray:
@@ -35,8 +35,8 @@ def disagreement_fraction(model_disagreement: np.ndarray, reader_disagreement: n
 
 def disagreement_row(readers: Sequence[np.ndarray], models: Sequence[np.ndarray], voxel_ml: float) -> dict:
     """Volumes of the readers' and the models' disagreement and their overlap, for one patient."""
-    reader_map = partial_agreement(reader_count(readers), len(readers))
-    model_map = partial_agreement(reader_count(models), len(models))
+    reader_map = partial_agreement(vote_count(readers), len(readers))
+    model_map = partial_agreement(vote_count(models), len(models))
     overlap = reader_map & model_map
     return {"reader_disagreement_ml": float(reader_map.sum() * voxel_ml),
             "model_disagreement_ml": float(model_map.sum() * voxel_ml),
@@ -78,7 +78,7 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     profile = load_profile(results / "profile.yaml")
     plan = json.loads((results / "plan.json").read_text())
     cohort = load_cohort(results / plan["cohort"])
-    readers = profile.readers(cohort.train_labels)
+    readers = profile.reader_labels(cohort.train_labels)
     out = results / "aggregate" / "disagreement"
     rows = []
     if len(readers) < 2:
@@ -99,12 +99,12 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
                     models = [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files]
                     if not wrote_readers:
                         out.mkdir(parents=True, exist_ok=True)
-                        write_image(image_from_array(reader_count(reader_masks), geometry), out / f"{pid}__readers.nii.gz")
+                        write_image(image_from_array(vote_count(reader_masks), geometry), out / f"{pid}__readers.nii.gz")
                         wrote_readers = True
-                    write_image(image_from_array(reader_count(models), geometry),
+                    write_image(image_from_array(vote_count(models), geometry),
                                 out / f"{pid}__{modality}__{family}.nii.gz")
                     rows.append({"patient_id": pid, "fold": fold, "modality": modality, "models": family,
-                                 "readers": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
+                                 "reader_count": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
     table = pd.DataFrame(rows)
     table.to_csv(results / "aggregate" / "disagreement.csv", index=False)
     return table
@@ -130,8 +130,8 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarr
     models = {f"{family} models (dual)": read(folder / f"{pid}__dual__{family}.nii.gz")
               for family in ("decoupled", "conditioned") if (folder / f"{pid}__dual__{family}.nii.gz").exists()}
     table = pd.read_csv(results / "aggregate" / "disagreement.csv")
-    readers = int(table.readers.iloc[0])
-    fig = disagreement_figure(ct, read(readers_path), models, readers, title=pid)
+    reader_count = int(table.reader_count.iloc[0])
+    fig = disagreement_figure(ct, read(readers_path), models, reader_count, title=pid)
     return saved(fig, results / "aggregate" / "disagreement_map", figure_formats, results)
 
 

@@ -236,24 +236,24 @@ def training_curves_figure(logs: dict[str, pd.DataFrame], title: str = "") -> pl
     return fig
 
 
-def disagreement_figure(ct: np.ndarray, reader_counts: np.ndarray, model_counts: dict[str, np.ndarray], readers: int,
+def disagreement_figure(ct: np.ndarray, reader_votes: np.ndarray, model_votes: dict[str, np.ndarray], reader_count: int,
                         title: str = "") -> plt.Figure:
     """Readers' and models' disagreement on the slice where the readers disagree most: how many readers (and how
     many style models) include each voxel, on the CT."""
-    partial = (reader_counts > 0) & (reader_counts < readers)
-    z = lesion_slice(partial if partial.any() else reader_counts > 0)
-    maps = {"readers": (reader_counts, readers), **{name: (m, readers) for name, m in model_counts.items()}}
+    partial = (reader_votes > 0) & (reader_votes < reader_count)
+    z = lesion_slice(partial if partial.any() else reader_votes > 0)
+    maps = {"readers": (reader_votes, reader_count), **{name: (m, reader_count) for name, m in model_votes.items()}}
     box = crop_box([m[z] > 0 for m, _ in maps.values()], ct.shape[1:], margin=max(ct.shape[1] // 10, 12))
     ct_s = _ct_display(ct[z])[box]
-    cmap = matplotlib.colormaps["viridis"].resampled(readers)
+    cmap = matplotlib.colormaps["viridis"].resampled(reader_count)
     fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps) + 1.0, 3.6), squeeze=False, layout="constrained")
-    for ax, (name, (counts, total)) in zip(axes[0], maps.items(), strict=True):
+    for ax, (name, (votes, total)) in zip(axes[0], maps.items(), strict=True):
         ax.imshow(ct_s, cmap="gray")
-        shown = np.ma.masked_equal(counts[z][box].astype(float), 0)
+        shown = np.ma.masked_equal(votes[z][box].astype(float), 0)
         image = ax.imshow(shown, cmap=cmap, vmin=0.5, vmax=total + 0.5, alpha=0.75, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.axis("off")
-    fig.colorbar(image, ax=list(axes[0]), ticks=range(1, readers + 1), shrink=0.8,
-                 label=f"how many include the voxel (of {readers})")
+    fig.colorbar(image, ax=list(axes[0]), ticks=range(1, reader_count + 1), shrink=0.8,
+                 label=f"how many include the voxel (of {reader_count})")
     fig.suptitle(f"{title}, slice {z}: readers and style models")
     return fig

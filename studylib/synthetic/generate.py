@@ -43,6 +43,13 @@ from .scanners import (
 GENERATOR_VERSION = 2
 
 
+def generator_settings(cohort_spec: dict) -> dict:
+    """The generator settings a synthetic cohort's ``cohort.json`` records (``generator_version`` 1 when unversioned;
+    cohorts written before the reader count was named ``reader_count`` record it as ``readers``)."""
+    record = cohort_spec.get("synthetic", {})
+    return {"generator_version": 1, "reader_count": record.get("readers"), **record}
+
+
 @dataclass
 class PatientVolumes:
     """Images, labels and records of one generated patient."""
@@ -73,11 +80,11 @@ def reader_rng(seed: int, index: int, reader_number: int) -> np.random.Generator
     return np.random.default_rng([seed, index, 101, reader_number])
 
 
-def read_all(view: ReaderView, seed: int, index: int, n_readers: int = 2,
+def read_all(view: ReaderView, seed: int, index: int, reader_count: int = 2,
              overrides: dict[str, dict] | None = None) -> tuple[dict[str, np.ndarray], dict[str, ReaderDraw]]:
     """Every reader's mask of one patient; ``overrides`` replaces drawn parameters per label (reader sweeps)."""
     masks, reads = {}, {}
-    for number, (name, style) in enumerate(reader_names(n_readers), start=1):
+    for number, (name, style) in enumerate(reader_names(reader_count), start=1):
         rng = reader_rng(seed, index, number)
         draw = draw_reader(STYLES[style], rng)
         for key, value in (overrides or {}).get(name, {}).items():
@@ -92,7 +99,7 @@ CT_FIELDS = ("hu", "hu_healthy", "body", "metal", "truth", "focus_id", "cortex",
 
 
 def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper", with_mri: bool = False,
-                     n_readers: int = 2) -> PatientVolumes:
+                     reader_count: int = 2) -> PatientVolumes:
     """Generate one synthetic patient deterministically from (seed, index)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}' (choose from {sorted(SCALES)})")
@@ -115,7 +122,7 @@ def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper
     view = ReaderView(pet=on_ct[0], ct_hu=ct.hu, ct_healthy_hu=ct.healthy_hu, ct_noise_sd=an.ct_noise,
                       ct_noise_cell_voxels=ct_noise_cell_voxels(), ct_change_hu=ct.change_hu, maps=maps,
                       focus_grades=[f.grade for f in an.foci], spacing_zyx=grid.zyx_spacing)
-    labels, reads = read_all(view, seed, index, n_readers)
+    labels, reads = read_all(view, seed, index, reader_count)
     labels["truth"] = maps["truth"]
     label_imgs = {k: image_from_array(v.astype(np.uint8), ct_img) for k, v in labels.items()}
     mri_img = scan_mri(an, rng, grid) if with_mri else None
@@ -148,10 +155,10 @@ def generate_patient(patient_id: str, seed: int, index: int, scale: str = "paper
     return PatientVolumes(ct_img, pet_img, label_imgs, meta, view, on_ct[1], reads, mri_img)
 
 
-def label_descriptions(n_readers: int) -> dict[str, str]:
+def label_descriptions(reader_count: int) -> dict[str, str]:
     """What each label of a synthetic cohort means."""
     out = {name: STYLES[style].description if name in ("label_a", "label_b") else
-           f"an additional simulated reader of the {style} style" for name, style in reader_names(n_readers)}
+           f"an additional simulated reader of the {style} style" for name, style in reader_names(reader_count)}
     out["truth"] = ("exact infected region of the phantom (destruction, involved marrow, sequestrum, abscess, "
                     "sinus tract)")
     return out
@@ -183,9 +190,9 @@ def write_patient(vol: PatientVolumes, folder: Path) -> None:
 
 
 def _generate_and_write(task) -> tuple[dict, float]:
-    pid, seed, index, scale, with_mri, n_readers, out = task
+    pid, seed, index, scale, with_mri, reader_count, out = task
     start = time.perf_counter()
-    vol = generate_patient(pid, seed, index, scale=scale, with_mri=with_mri, n_readers=n_readers)
+    vol = generate_patient(pid, seed, index, scale=scale, with_mri=with_mri, reader_count=reader_count)
     write_patient(vol, Path(out) / pid)
     return vol.meta, time.perf_counter() - start
 
@@ -199,7 +206,7 @@ def generate_cohort(
     overwrite: bool = False,
     progress: bool = True,
     jobs: int | None = None,
-    readers: int = 2,
+    reader_count: int = 2,
 ) -> Path:
     """Generate a synthetic cohort folder (``cohort.json``, ``manifest.csv``, a folder per patient).
 
@@ -212,7 +219,7 @@ def generate_cohort(
         raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}' (choose from {sorted(SCALES)})")
-    names = [name for name, _ in reader_names(readers)]
+    names = [name for name, _ in reader_names(reader_count)]
     final = Path(out)
     check_replaceable(final, overwrite)
     # generated beside its destination and renamed into place at the end: an interrupted or concurrent generation
@@ -221,7 +228,7 @@ def generate_cohort(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        _write_cohort(partial, patients, seed, scale, with_mri, readers, names, progress, jobs)
+        _write_cohort(partial, patients, seed, scale, with_mri, reader_count, names, progress, jobs)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -232,13 +239,13 @@ def generate_cohort(
     return final
 
 
-def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: bool, readers: int, names: list[str],
+def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: bool, reader_count: int, names: list[str],
                   progress: bool, jobs: int | None) -> None:
     """Generate every patient into ``out`` and write ``manifest.csv`` and ``cohort.json`` there."""
     (out / COHORT_MARKER).write_text("written by python -m studylib synth; `synth --overwrite` may delete this folder\n")
     from ..preprocessing.parallel import map_in_processes
 
-    tasks = [(f"P{index:03d}", seed, index, scale, with_mri, readers, out) for index in range(patients)]
+    tasks = [(f"P{index:03d}", seed, index, scale, with_mri, reader_count, out) for index in range(patients)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, patients))
     rows = []
     spec_patients = {}
@@ -269,10 +276,10 @@ def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: boo
         "disease": "osteomyelitis (synthetic, lower-limb long bones)",
         "root": ".",
         "channels": {"ct": "CT in HU", "pet": "PET in SUV (body weight)", **({"mri": "STIR-like MRI"} if with_mri else {})},
-        "labels": label_descriptions(readers),
-        "train_labels": ["label_a", "label_b"][: max(1, min(readers, 2))],
+        "labels": label_descriptions(reader_count),
+        "train_labels": ["label_a", "label_b"][: max(1, min(reader_count, 2))],
         "synthetic": {"generator_version": GENERATOR_VERSION, "seed": seed, "patients": patients, "scale": scale,
-                      "readers": readers,
+                      "reader_count": reader_count,
                       "lesion_slices_total": {k: int(sum(r[f"{k}_slices"] for r in rows))
                                               for k in (*names, "any_reader", "truth")},
                       "assumptions": {**assumptions(), **READING_ASSUMPTIONS}},

@@ -97,14 +97,14 @@ STYLES = {
 }
 
 
-def reader_names(n_readers: int) -> list[tuple[str, str]]:
-    """(label name, style) of ``n_readers`` readers: label A and label B first, then alternating styles."""
-    if n_readers < 1:
-        raise ValueError(f"--readers must be at least 1, got {n_readers}")
+def reader_names(reader_count: int) -> list[tuple[str, str]]:
+    """(label name, style) of ``reader_count`` readers: label A and label B first, then alternating styles."""
+    if reader_count < 1:
+        raise ValueError(f"--reader-count must be at least 1, got {reader_count}")
     names = [("label_a", "sensitive"), ("label_b", "specific")]
-    for k in range(3, n_readers + 1):
+    for k in range(3, reader_count + 1):
         names.append((f"reader_{k}", "sensitive" if k % 2 else "specific"))
-    return names[:n_readers]
+    return names[:reader_count]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from ...evaluation.statistics import smallest_testable_pairs
 from ...ingest.cohort import load_cohort
 from ...plans.results_folder import AGGREGATE, CONVERGENCE, LOCALISATION, SPLITS
 from ...plans.runs import parse_run_id
+from ...synthetic.generate import generator_settings
 from .. import aggregate as agg
 from ..context import ReportContext
 from .methods import nsd_text
@@ -50,9 +51,9 @@ def limitations_markdown(ctx: ReportContext) -> str:
                      "below that a row is not testable, and an inconclusive verdict (an interval holding 0) means "
                      "underpowered or no difference, never refuted.")
     synthetic = "synthetic" in ctx.cohort_spec
-    readers = len(ctx.cohort_spec.get("train_labels", ctx.labels))
     if synthetic:
-        items.append(f"**A synthetic cohort.** Patients, scanners and {readers} readers are simulated from literature "
+        reader_count = generator_settings(ctx.cohort_spec)["reader_count"]
+        items.append(f"**A synthetic cohort.** Patients, scanners and {reader_count} readers are simulated from literature "
                      "values (listed under Data): the tables say how the method behaves on this simulation, not on "
                      "patients. Agreement between the readers is an outcome of the reader models, so the paper's kappa "
                      "cannot be tested; scanner, protocol and reader variation beyond the simulation are not "
@@ -60,7 +61,8 @@ def limitations_markdown(ctx: ReportContext) -> str:
         items.append(development_limitation(int(ctx.cohort_spec["synthetic"].get("seed", -1))))
     else:
         disease = ctx.cohort_spec.get("disease", "a disease the cohort description does not name")
-        items.append(f"**A real cohort of {pp.patient_id.nunique()} test patients** ({disease}) with {readers} "
+        annotations = len(ctx.cohort_spec.get("train_labels", ctx.labels))
+        items.append(f"**A real cohort of {pp.patient_id.nunique()} test patients** ({disease}) with {annotations} "
                      "annotation(s): its readers are not the paper's, and conclusions about osteomyelitis hold only "
                      "as far as the cohort shows osteomyelitis.")
     if profile.name != "paper" and profile.departures:

@@ -156,7 +156,7 @@ def readers_markdown(ctx: ReportContext) -> str:
     from ...preprocessing.targets import DERIVED_TARGETS
     from ...training.models import CONDITIONED, is_conditioned_output, own_ground_truth
 
-    readers = ctx.profile.readers(ctx.cohort_spec.get("train_labels", []))
+    readers = ctx.profile.reader_labels(ctx.cohort_spec.get("train_labels", []))
     pp = ctx.per_patient[ctx.per_patient.modality == "dual"]
     conditioned = sorted(m for m in pp.train_label.unique() if is_conditioned_output(m))
     derived = [t for t in DERIVED_TARGETS if t in set(pp.train_label)]
@@ -208,7 +208,7 @@ def disagreement_markdown(ctx: ReportContext) -> str:
         "model_disagreement_ml": "models disagree (ml)", "in_reader_disagreement": "models' in readers'",
         "reader_disagreement_covered": "readers' in models'"})
     return (f"Per test patient ({patients}), the readers disagree where some but not all of the "
-            f"{int(table.readers.iloc[0])} "
+            f"{int(table.reader_count.iloc[0])} "
             "readers include a voxel; the style models (one per reader's style) disagree where some but not all of "
             "them do. The maps are NIfTI files on the CT grid in `aggregate/disagreement/` (counts 0..N per voxel); "
             "per-patient numbers in `aggregate/disagreement.csv`. Volumes: medians over patients. *Models' in "
