@@ -19,16 +19,12 @@ def _synth(args) -> int:
 
 
 def _synth_sweep(args) -> int:
-    from .synthetic.sweep import drawn_range, reader_sweep, sweep_figure, sweep_summary
+    from .reporting.cohort_qa import save_reader_sweep
+    from .synthetic.sweep import drawn_range, reader_sweep
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     table = reader_sweep(args.seed, args.patients, args.scale, args.label, args.parameter, args.values, jobs=args.jobs)
-    table.to_csv(out / "reader_sweep.csv", index=False)
-    summary = sweep_summary(table)
-    summary.to_csv(out / "reader_sweep_summary.csv", index=False)
-    sweep_figure(summary, f"{args.label}.{args.parameter}", drawn_range(args.label, args.parameter)).savefig(
-        out / "reader_sweep.png", dpi=150)
+    summary = save_reader_sweep(table, Path(args.out), f"{args.label}.{args.parameter}",
+                                drawn_range(args.label, args.parameter))
     print(summary.to_string(index=False))
     return 0
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import nbformat as nbf
 
+from studylib.pipeline.notebooks import AGGREGATE_NOTEBOOK, COHORT_NOTEBOOK, RUN_NOTEBOOK
+
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -28,7 +30,7 @@ COHORT = [
            "registration before/after, intensity histograms) and the rater-agreement table."),
     ("code", 'cohort = "results/quick/cohort"\ncache_dir = "results/quick/cache"\nout_dir = "results/quick/cohort_qa"', "parameters"),
     ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.ingest.cohort import load_cohort\n"
-             "from studylib.reporting import cohort_qa\n\nc = load_cohort(cohort)\nprint(c.name, len(c.patient_ids), 'patients; labels:', list(c.labels))"),
+             "from studylib.plans.results_folder import READER_SWEEP_FIGURE\nfrom studylib.reporting import cohort_qa\n\nc = load_cohort(cohort)\nprint(c.name, len(c.patient_ids), 'patients; labels:', list(c.labels))"),
     ("md", "## Rater agreement\nDice(A, B), voxel Cohen's kappa (whole volume and within the body), volumes."),
     ("code", "agreement = cohort_qa.write_agreement(c, Path(cache_dir), Path(out_dir))\nagreement"),
     ("md", "## QA figures (label A red, label B blue)"),
@@ -38,7 +40,7 @@ COHORT = [
     ("md", "## Reader sweep (synthetic cohorts)\nThe same images read again with label B's uptake threshold swept: "
            "agreement, the A/B volume ratio r and the ceiling 2/(1+r) of the off-diagonal cells of Table 2."),
     ("code", "sweep = cohort_qa.write_reader_sweep(c, Path(out_dir), progress=False)\n"
-             "if sweep is not None:\n    display(sweep)\n    display(Image(filename=str(Path(out_dir) / 'reader_sweep.png')))"),
+             "if sweep is not None:\n    display(sweep)\n    display(Image(filename=str(Path(out_dir) / f'{READER_SWEEP_FIGURE}.png')))"),
 ]
 
 TRAIN_EVAL = [
@@ -48,7 +50,8 @@ TRAIN_EVAL = [
              'splits = "results/quick/splits.json"\nmodality = "dual"\nlabel = "label_a"\nfold = 0\nseed = 0\n'
              'run_dir = "results/quick/runs/dual__label_a__fold0__seed0"\nthreads = 1\nbackground_fraction = 0.0\n'
              'progress = True', "parameters"),
-    ("code", "from studylib.pipeline.run import execute_run\nfrom studylib.plans.runs import RunParams\n"
+    ("code", "from pathlib import Path\nfrom studylib.pipeline.run import execute_run\nfrom studylib.plans.results_folder import RUN_PER_PATIENT, RUN_TRAINING_LOG\n"
+             "from studylib.plans.runs import RunParams\n"
              "params = RunParams(cohort=cohort, cache_dir=cache_dir, profile=profile, splits=splits, modality=modality,\n"
              "                   label=label, fold=int(fold), seed=int(seed), run_dir=run_dir, threads=threads,\n"
              "                   background_fraction=float(background_fraction))\n"
@@ -57,10 +60,10 @@ TRAIN_EVAL = [
              "'converged', 'reason', 'wall_seconds')}"),
     ("md", "## Training curve"),
     ("code", "import pandas as pd\nfrom studylib.reporting.figures import training_curves_figure\n"
-             "log = pd.read_csv(f'{run_dir}/training_log.csv')\n"
+             "log = pd.read_csv(Path(run_dir) / RUN_TRAINING_LOG)\n"
              "fig = training_curves_figure({params.run_id: log}, params.run_id)"),
     ("md", "## Per-patient 3D metrics against every label"),
-    ("code", "per_patient = pd.read_csv(f'{run_dir}/per_patient.csv')\n"
+    ("code", "per_patient = pd.read_csv(Path(run_dir) / RUN_PER_PATIENT)\n"
              "per_patient[['patient_id', 'region', 'ground_truth', 'dsc', 'iou', 'sensitivity', 'specificity', 'hd95', "
              "'lesion_f1']]"),
 ]
@@ -69,7 +72,7 @@ AGGREGATE = [
     ("md", "# 03 - Aggregate\nTable 1 (modality ablation), Table 2 (cross-evaluation), paired statistics and figures, "
            "from the per-run CSVs of a results folder."),
     ("code", 'results = "results/quick"\nprofile = "quick"', "parameters"),
-    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.reporting import aggregate\n"
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom studylib.plans.results_folder import AGGREGATE\nfrom studylib.reporting import aggregate\n"
              "written = aggregate.write_aggregate(results)\nfigures = aggregate.write_overlay_figures(results)\n"
              "pp = aggregate.seed_mean(aggregate.collect_per_patient(results))"),
     ("md", "## Table 1: modality ablation"),
@@ -79,10 +82,10 @@ AGGREGATE = [
     ("md", "## Figures"),
     ("code", "from IPython.display import Image, display\n"
              "for name in ('figure2_overlay', 'figure3_models', 'table2_heatmap', 'training_curves'):\n"
-             "    p = Path(results) / 'aggregate' / f'{name}.png'\n    if p.exists():\n        display(Image(filename=str(p)))"),
+             "    p = Path(results) / AGGREGATE / f'{name}.png'\n    if p.exists():\n        display(Image(filename=str(p)))"),
 ]
 
-NOTEBOOKS = {"01_cohort.ipynb": COHORT, "02_train_eval.ipynb": TRAIN_EVAL, "03_aggregate.ipynb": AGGREGATE}
+NOTEBOOKS = {COHORT_NOTEBOOK: COHORT, RUN_NOTEBOOK: TRAIN_EVAL, AGGREGATE_NOTEBOOK: AGGREGATE}
 
 
 def write_notebooks(folder: Path = HERE) -> list[Path]:

@@ -26,6 +26,14 @@ def prediction_stem(patient_id: str, model: str, conditioned: bool) -> str:
     return f"{patient_id}__{model}" if conditioned else patient_id
 
 
+PREDICTION_SUFFIX = ".nii.gz"
+
+
+def prediction_file(folder: str | os.PathLike, stem: str) -> Path:
+    """The mask file of a prediction stem in a predictions folder."""
+    return Path(folder) / f"{stem}{PREDICTION_SUFFIX}"
+
+
 def prediction_patient(stem: str) -> str:
     """The patient of a prediction file stem written by ``prediction_stem``."""
     return stem.split("__")[0]
@@ -69,7 +77,7 @@ def write_prediction(probabilities: np.ndarray, ct_geometry: ImageGeometry, out_
     """Write ``<name>.nii.gz`` (uint8 mask, ``foreground``) and optionally ``<name>_prob.nii.gz``, on the CT grid."""
     out_dir = Path(out_dir)
     mask = foreground(probabilities).astype(np.uint8)
-    path = out_dir / f"{name}.nii.gz"
+    path = prediction_file(out_dir, name)
     write_image(image_from_array(mask, ct_geometry), path)
     if save_probabilities:
         write_image(image_from_array(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")

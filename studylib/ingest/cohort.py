@@ -41,6 +41,7 @@ from .modalities import CHANNELS
 # portable character set, so that no identifier can point outside the results folder ('..', '/', absolute paths)
 # or mean different files on case-folding or Windows file systems. '__' separates the parts of run and prediction
 # names, so a label may not contain it.
+COHORT_FILE = "cohort.json"
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -140,7 +141,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
     """Read and validate a ``cohort.json`` (or a folder holding one)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "cohort.json"
+        path = path / COHORT_FILE
     if not path.exists():
         raise CohortError(f"no cohort description at {path} (create one with `python -m studylib cohort init`)")
     def no_duplicates(pairs):

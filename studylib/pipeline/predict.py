@@ -16,6 +16,14 @@ from ..ingest.dicom import choose_series
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..ingest.seg import write_seg
 from ..plans.profiles import Profile, load_profile
+from ..plans.results_folder import (
+    CACHE,
+    PREDICTION_METRICS,
+    PREDICTIONS,
+    RUN_BEST_CHECKPOINT,
+    RUN_PARAMS,
+    RUN_SUMMARY,
+)
 from ..plans.runs import RunParams
 from ..preprocessing.cache import cache_patient, load_cached, load_native
 from ..training.models import CONDITIONED, build_run_model
@@ -40,7 +48,7 @@ def recorded_scoring(model_dir: Path, params: RunParams, profile: Profile) -> tu
     computed then). Runs from before the tolerance was recorded scored with the profile's value, whose default was
     then 2 mm.
     """
-    summary = model_dir / "summary.json"
+    summary = model_dir / RUN_SUMMARY
     recorded = json.loads(summary.read_text()) if summary.exists() else {}
     mask_targets = recorded.get("mask_targets") or profile.mask_targets(load_cohort(params.cohort))
     return mask_targets, recorded.get("nsd_tolerance_mm") or profile.study.nsd_tolerance_mm or 2.0
@@ -55,15 +63,15 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
     patient's CT series (the CT must be a DICOM folder); its segment is named after the run's training label.
     """
     model_dir, out = Path(model_dir), Path(out)
-    params = RunParams.from_record(model_dir / "params.json")
+    params = RunParams.from_record(model_dir / RUN_PARAMS)
     profile = load_profile(params.profile)
     channels = MODALITY_CHANNELS[params.modality]
     # a style-conditioned model produces one prediction per style of the readers it was trained on
     styles = profile.reader_labels(load_cohort(params.cohort).train_labels) if params.label == CONDITIONED else []
     model = build_run_model(profile.model, len(channels), len(styles))
-    model.load_state_dict(load_checkpoint(model_dir / "best.pt")["model"])
+    model.load_state_dict(load_checkpoint(model_dir / RUN_BEST_CHECKPOINT)["model"])
     cohort_obj = load_cohort(cohort)
-    cache_dir = out / "cache"
+    cache_dir = out / CACHE
     device = resolve_device(profile.train.device)
     chosen = patients or cohort_obj.patient_ids
     if dicom_seg:
@@ -85,9 +93,9 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
         for name, probs in predict_styles(model, cached, channels, params.label, styles, device,
                                           profile.train.precision):
             stem = prediction_stem(pid, name, bool(styles))
-            write_prediction(probs, geometry, out / "predictions", stem, save_probabilities=save_probabilities)
+            write_prediction(probs, geometry, out / PREDICTIONS, stem, save_probabilities=save_probabilities)
             if dicom_seg:
-                write_seg(foreground(probs).astype(np.uint8), ct_files, out / "predictions" / f"{stem}.seg.dcm",
+                write_seg(foreground(probs).astype(np.uint8), ct_files, out / PREDICTIONS / f"{stem}.seg.dcm",
                           segment_label=name, algorithm=f"petct-study {params.modality} {name}",
                           version=package_version())
             if labels:  # scored as in a study run: score_patient with the run's mask targets and NSD tolerance
@@ -96,5 +104,5 @@ def predict_cohort(model_dir: str | os.PathLike, cohort: str | os.PathLike, out:
     if not rows:
         return None
     table = pd.DataFrame(rows)
-    table.to_csv(out / "metrics.csv", index=False)
+    table.to_csv(out / PREDICTION_METRICS, index=False)
     return table

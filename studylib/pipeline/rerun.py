@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..plans.results_folder import RUN_BEST_CHECKPOINT, RUN_PARAMS, RUN_PER_PATIENT, RUN_SUMMARY
 from ..plans.results_lock import results_lock
 from ..plans.runs import RunParams
 from ..training.trainer import load_checkpoint
@@ -17,9 +18,9 @@ from .run import execute_notebook_run
 
 
 def compare_per_patient(original: Path, rerun: Path) -> dict:
-    """Byte equality of two ``per_patient.csv`` files and, where they differ, the largest metric difference."""
+    """Byte equality of two runs' per-patient tables and, where they differ, the largest metric difference."""
     same_bytes = original.read_bytes() == rerun.read_bytes()
-    out = {"file": "per_patient.csv", "identical": same_bytes, "max_abs_difference": 0.0, "worst_column": ""}
+    out = {"file": original.name, "identical": same_bytes, "max_abs_difference": 0.0, "worst_column": ""}
     if not same_bytes:
         a, b = pd.read_csv(original), pd.read_csv(rerun)
         if a.shape != b.shape or list(a.columns) != list(b.columns):
@@ -54,11 +55,11 @@ def rerun(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, thre
     (CPU results may then differ in the last bits) and is reported in the table's ``note``.
     """
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "params.json").exists() or not (run_dir / "summary.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a finished run (params.json and summary.json needed)")
-    params = RunParams.from_record(run_dir / "params.json")
+    if not (run_dir / RUN_PARAMS).exists() or not (run_dir / RUN_SUMMARY).exists():
+        raise FileNotFoundError(f"{run_dir} is not a finished run ({RUN_PARAMS} and {RUN_SUMMARY} needed)")
+    params = RunParams.from_record(run_dir / RUN_PARAMS)
     target = Path(out).resolve() if out else run_dir.parent.parent / "reruns" / run_dir.name
-    if (target / "summary.json").exists():
+    if (target / RUN_SUMMARY).exists():
         raise FileExistsError(f"{target} already holds a run; pass another --out")
     note = f"threads {params.threads} as recorded"
     if threads is not None and threads != params.threads:
@@ -69,8 +70,8 @@ def rerun(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, thre
     target.parent.parent.mkdir(parents=True, exist_ok=True)
     with results_lock(target.parent.parent):  # the folder that holds the re-run's runs/
         execute_notebook_run(params, env)
-    rows = [compare_per_patient(run_dir / "per_patient.csv", target / "per_patient.csv"),
-            compare_checkpoints(run_dir / "best.pt", target / "best.pt")]
+    rows = [compare_per_patient(run_dir / RUN_PER_PATIENT, target / RUN_PER_PATIENT),
+            compare_checkpoints(run_dir / RUN_BEST_CHECKPOINT, target / RUN_BEST_CHECKPOINT)]
     table = pd.DataFrame(rows)
     table["note"] = note
     table["rerun"] = str(target)

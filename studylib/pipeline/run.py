@@ -16,7 +16,17 @@ from ..ingest.cohort import load_cohort
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..plans.profiles import load_profile
 from ..plans.provenance import environment_record
-from ..plans.results_folder import write_if_changed
+from ..plans.results_folder import (
+    PREDICTIONS,
+    RUN_BEST_CHECKPOINT,
+    RUN_LOG,
+    RUN_NOTEBOOK_OUTPUT,
+    RUN_PARAMS,
+    RUN_PER_PATIENT,
+    RUN_SUMMARY,
+    RUNS,
+    write_if_changed,
+)
 from ..plans.runs import RunParams, results_root
 from ..preprocessing.cache import load_cached, load_native
 from ..training.data import (
@@ -30,9 +40,7 @@ from ..training.data import (
 from ..training.models import CONDITIONED, build_run_model, count_parameters
 from ..training.trainer import convergence, load_checkpoint, numerics_record, resolve_device, train_model
 from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV
-from .notebooks import execute_notebook
-
-RUN_NOTEBOOK = "02_train_eval.ipynb"
+from .notebooks import RUN_NOTEBOOK, execute_notebook
 
 
 def execute_run(params: RunParams, progress: bool = True) -> dict:
@@ -40,7 +48,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     started = time.perf_counter()
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.json").write_text(json.dumps(params.record(), indent=1))
+    (run_dir / RUN_PARAMS).write_text(json.dumps(params.record(), indent=1))
     profile = load_profile(params.profile)
     cache_dir = Path(params.cache_dir)
     fold = json.loads(Path(params.splits).read_text())[params.fold]
@@ -63,12 +71,12 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     torch.manual_seed(params.seed)
     model = build_run_model(profile.model, len(channels), len(styles))
     result = train_model(model, tx, ty, val, train, run_dir, progress=progress)
-    state = load_checkpoint(run_dir / "best.pt")
+    state = load_checkpoint(run_dir / RUN_BEST_CHECKPOINT)
     model.load_state_dict(state["model"])
     device = resolve_device(train.device)
     tolerance = cohort_nsd_tolerance(profile, cache_dir, sorted({p for part in fold.values() for p in part}))
     rows = []
-    pred_dir = run_dir / "predictions"
+    pred_dir = run_dir / PREDICTIONS
     cell = {"run_id": params.run_id, "modality": params.modality, "train_label": params.label, "fold": params.fold,
             "seed": params.seed, "background_fraction": params.background_fraction}
     for pid in fold["test"]:
@@ -80,7 +88,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
             for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, select, tolerance):
                 rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)
-    per_patient.to_csv(run_dir / "per_patient.csv", index=False)
+    per_patient.to_csv(run_dir / RUN_PER_PATIENT, index=False)
     full = per_patient[per_patient.region == "full"]
     summary = {
         "params": params.identity(), "run_id": params.run_id, "profile": profile.name,
@@ -106,13 +114,13 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
                       **numerics_record(device, train.precision)},
         "wall_seconds": time.perf_counter() - started,
     }
-    write_if_changed(run_dir / "summary.json", json.dumps(summary, indent=1))
+    write_if_changed(run_dir / RUN_SUMMARY, json.dumps(summary, indent=1))
     return summary
 
 
 def run_is_finished(params: RunParams) -> bool:
     """A run is finished when its summary exists and was made with the same parameters."""
-    path = Path(params.run_dir) / "summary.json"
+    path = Path(params.run_dir) / RUN_SUMMARY
     if not path.exists():
         return False
     try:
@@ -122,11 +130,11 @@ def run_is_finished(params: RunParams) -> bool:
 
 
 def execute_notebook_run(params: RunParams, env: dict | None = None) -> None:
-    """Execute the run notebook for one run in its own kernel (``run.ipynb`` and ``run.log`` in the run folder)."""
+    """Execute the run notebook for one run in its own kernel (its executed copy and log in the run folder)."""
     run_dir = Path(params.run_dir)
     root = results_root(run_dir)
     try:
-        execute_notebook(RUN_NOTEBOOK, run_dir / "run.ipynb", {**params.record(), "progress": False}, cwd=root,
-                         log=run_dir / "run.log", env=env)
+        execute_notebook(RUN_NOTEBOOK, run_dir / RUN_NOTEBOOK_OUTPUT, {**params.record(), "progress": False}, cwd=root,
+                         log=run_dir / RUN_LOG, env=env)
     except RuntimeError:  # the run's own message: the executors report it per run
-        raise RuntimeError(f"run {params.run_id} failed (log: runs/{params.run_id}/run.log)") from None
+        raise RuntimeError(f"run {params.run_id} failed (log: {RUNS}/{params.run_id}/{RUN_LOG})") from None

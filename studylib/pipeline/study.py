@@ -13,17 +13,30 @@ import pandas as pd
 from tqdm import tqdm  # plain text bars: the same in a terminal, a log and a notebook
 
 from ..evaluation.scoring import cohort_nsd_tolerance
-from ..ingest.cohort import Cohort, load_cohort
+from ..ingest.cohort import COHORT_FILE, Cohort, load_cohort
 from ..plans.profiles import Profile, load_profile, write_profile_snapshot
 from ..plans.provenance import environment_record, git_commit
-from ..plans.results_folder import results_folder, write_if_changed
+from ..plans.results_folder import (
+    CACHE,
+    COHORT_QA,
+    FAILURES,
+    NOTEBOOKS,
+    PLAN,
+    PREPROCESS_RECORD,
+    PROFILE_SNAPSHOT,
+    RUN_LOG,
+    SPLITS,
+    STUDY_RECORD,
+    results_folder,
+    write_if_changed,
+)
 from ..plans.results_lock import results_lock
-from ..plans.runs import PLAN_FILE, plan_record, plan_runs, planned_params, read_plan
+from ..plans.runs import plan_record, plan_runs, planned_params, read_plan
 from ..plans.splits import load_or_make_splits
 from ..preprocessing.cache import cache_patient
 from ..preprocessing.parallel import map_in_processes
 from .executors import Executor, LocalExecutor
-from .notebooks import execute_notebook
+from .notebooks import AGGREGATE_NOTEBOOK, COHORT_NOTEBOOK, execute_notebook
 from .run import execute_notebook_run, run_is_finished
 
 
@@ -51,9 +64,9 @@ def ensure_cohort(profile: Profile, cohort: str | None, out: Path) -> Path:
 
     target = out / "cohort"
     c = profile.cohort
-    if not (target / "cohort.json").exists():
+    if not (target / COHORT_FILE).exists():
         generate_cohort(target, c.patients, c.seed, c.scale, c.with_mri, overwrite=True, reader_count=c.reader_count)
-    check_synthetic_cohort(target / "cohort.json", profile)
+    check_synthetic_cohort(target / COHORT_FILE, profile)
     return target
 
 
@@ -84,23 +97,23 @@ def prepare_study(profile_name: str, out: str | os.PathLike, cohort: str | None 
 
 def _prepare(profile_name: str, out: Path, cohort: str | None, jobs: int, progress: bool) -> Path:
     """The prepare stage's work, under the results folder's lock."""
-    profile = load_profile(write_profile_snapshot(profile_name, out / "profile.yaml"))
+    profile = load_profile(write_profile_snapshot(profile_name, out / PROFILE_SNAPSHOT))
     cohort_obj = load_cohort(ensure_cohort(profile, cohort, out))
-    cache_dir = out / "cache"
-    write_if_changed(out / "preprocess.csv", prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(index=False))
+    cache_dir = out / CACHE
+    write_if_changed(out / PREPROCESS_RECORD, prepare_cache(cohort_obj, profile, cache_dir, jobs, progress).to_csv(index=False))
     strata = {pid: str(cohort_obj.patient(pid).read_meta().get("implant") or "none") for pid in cohort_obj.patient_ids}
     load_or_make_splits(out, cohort_obj.patient_ids, profile.study.folds, seed=profile.cohort.seed, strata=strata,
                         val_patients=profile.study.val_patients)
     cohort_nsd_tolerance(profile, cache_dir, cohort_obj.patient_ids)  # a tolerance below the voxel size: refused now
-    runs = plan_runs(profile, cohort_obj, out, cache_dir, out / "splits.json", None)
+    runs = plan_runs(profile, cohort_obj, out, cache_dir, out / SPLITS, None)
     # the plan says what belongs to this study: aggregation reads it, never whatever run folders exist
-    write_if_changed(out / PLAN_FILE, json.dumps(plan_record(runs, cohort_obj, out,
+    write_if_changed(out / PLAN, json.dumps(plan_record(runs, cohort_obj, out,
                                                            profile.study.background_fractions[0]), indent=1))
-    cohort_nb = out / "notebooks" / "01_cohort.ipynb"
+    cohort_nb = out / NOTEBOOKS / COHORT_NOTEBOOK
     cohort_done = cohort_nb.with_suffix(".done")  # written only after the notebook ran to the end
     if not cohort_done.exists():
-        execute_notebook("01_cohort.ipynb", cohort_nb, {"cohort": os.path.relpath(cohort_obj.path, out),
-                                                        "cache_dir": "cache", "out_dir": "cohort_qa"}, cwd=out)
+        execute_notebook(COHORT_NOTEBOOK, cohort_nb, {"cohort": os.path.relpath(cohort_obj.path, out),
+                                                        "cache_dir": CACHE, "out_dir": COHORT_QA}, cwd=out)
         cohort_done.write_text(git_commit())
     return out
 
@@ -124,13 +137,13 @@ def _run_grid(out: Path, progress: bool, executor: Executor) -> dict:
         for params, error in executor.execute(todo, execute_notebook_run) if todo else ():
             if error is not None:  # one failing run must not lose the others
                 failures.append({"run_id": params.run_id, "error": str(error),
-                                 "log": os.path.relpath(Path(params.run_dir) / "run.log", out),
+                                 "log": os.path.relpath(Path(params.run_dir) / RUN_LOG, out),
                                  "traceback": "".join(traceback.format_exception(error, limit=2))})
             bar.update(1)
             bar.set_postfix(failed=len(failures))
     for f in failures:  # first, so that they are said even when the disk is full
         print(f"FAILED {f['run_id']}: {f['error']}", file=sys.stderr)
-    write_if_changed(out / "failures.json", json.dumps(failures, indent=1))
+    write_if_changed(out / FAILURES, json.dumps(failures, indent=1))
     return {"runs": len(runs), "finished": sum(run_is_finished(r) for r in runs), "skipped_as_done": len(runs) - len(todo),
             "failed": failures, "execution": executor.record()}
 
@@ -140,8 +153,8 @@ def aggregate_study(out: str | os.PathLike) -> None:
     out = Path(out).resolve()
     read_plan(out)  # refuses a folder that was not prepared
     with results_lock(out):
-        execute_notebook("03_aggregate.ipynb", out / "notebooks" / "03_aggregate.ipynb",
-                         {"results": ".", "profile": "profile.yaml"}, cwd=out)
+        execute_notebook(AGGREGATE_NOTEBOOK, out / NOTEBOOKS / AGGREGATE_NOTEBOOK,
+                         {"results": ".", "profile": PROFILE_SNAPSHOT}, cwd=out)
 
 
 def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = None, jobs: int = 1,
@@ -155,8 +168,8 @@ def run_study(profile_name: str, out: str | os.PathLike, cohort: str | None = No
         if record["finished"]:
             aggregate_study(out)
         plan = read_plan(out)
-        record = {"profile": load_profile(out / "profile.yaml").name, "cohort": plan["cohort"], **record,
+        record = {"profile": load_profile(out / PROFILE_SNAPSHOT).name, "cohort": plan["cohort"], **record,
                   "planned_runs": plan["runs"], "wall_seconds": time.perf_counter() - started,
                   "command": " ".join(["python -m studylib", *sys.argv[1:]]), "environment": environment_record()}
-        write_if_changed(out / "study.json", json.dumps(record, indent=1))
+        write_if_changed(out / STUDY_RECORD, json.dumps(record, indent=1))
     return record

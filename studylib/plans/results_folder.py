@@ -7,22 +7,38 @@ import os
 from pathlib import Path
 
 from ..ingest.cohort import load_cohort
+from ..training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, TRAINING_LOG
 
 # Folders of a results folder.
+CACHE = "cache"  # written by preprocessing/cache.py: one folder per patient
 RUNS = "runs"
 AGGREGATE = "aggregate"  # written by reporting/aggregate.py (and the disagreement maps)
 COHORT_QA = "cohort_qa"  # written by reporting/cohort_qa.py
+NOTEBOOKS = "notebooks"  # the executed cohort and aggregate notebooks
 REPORT = "report"
 
 # Records of the study at the top of the results folder.
-STUDY_RECORD = "study.json"
+PROFILE_SNAPSHOT = "profile.yaml"
+PREPROCESS_RECORD = "preprocess.csv"
 SPLITS = "splits.json"
+NNUNET_SPLITS = "splits_final.json"  # the same folds in nnU-Net v2's format
+PLAN = "plan.json"
+FAILURES = "failures.json"
+STUDY_RECORD = "study.json"
 
 # Files of one run folder (runs/<run id>/).
 RUN_PARAMS = "params.json"
 RUN_SUMMARY = "summary.json"
 RUN_PER_PATIENT = "per_patient.csv"
-RUN_TRAINING_LOG = "training_log.csv"
+RUN_TRAINING_LOG = TRAINING_LOG
+RUN_LAST_CHECKPOINT = LAST_CHECKPOINT
+RUN_BEST_CHECKPOINT = BEST_CHECKPOINT
+RUN_NOTEBOOK_OUTPUT = "run.ipynb"
+RUN_LOG = "run.log"
+PREDICTIONS = "predictions"  # in a run folder or a `predict` output: one NIfTI per patient (and style)
+
+# Written by `predict` beside its PREDICTIONS folder.
+PREDICTION_METRICS = "metrics.csv"
 
 # Tables that aggregation writes into AGGREGATE.
 PER_PATIENT_ALL = "per_patient_all.csv"
@@ -36,6 +52,8 @@ TABLE2_TESTS = "table2_tests.csv"
 LOCALISATION = "localisation.csv"
 LOCALISATION_PER_PATIENT = "localisation_per_patient.csv"
 DISAGREEMENT = "disagreement.csv"
+DISAGREEMENT_MAPS = "disagreement"  # folder of per-patient vote-count maps
+DISAGREEMENT_FIGURE = "disagreement_map"
 SUMMARY_STATISTICS = "summary_statistics.csv"
 CLAIMS = "claims.csv"
 AGGREGATE_SUMMARY = "summary.json"
@@ -44,7 +62,9 @@ FIGURES_RECORD = "figures.json"
 # Tables that the cohort QA writes into COHORT_QA.
 AGREEMENT = "agreement.csv"
 AGREEMENT_SUMMARY = "agreement.json"
+READER_SWEEP = "reader_sweep.csv"
 READER_SWEEP_SUMMARY = "reader_sweep_summary.csv"
+READER_SWEEP_FIGURE = "reader_sweep"
 
 
 def table1_file(label: str) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 from ..ingest.cohort import Cohort, load_cohort
 from ..ingest.modalities import MODALITY_CHANNELS
 from .profiles import Profile, load_profile
+from .results_folder import CACHE, PLAN, PROFILE_SNAPSHOT, RUNS, SPLITS
 
 PATH_FIELDS = ("cohort", "cache_dir", "profile", "splits", "run_dir")
 SEPARATOR = "__"  # never inside a cohort identifier, a label or a modality name (cohort.is_safe_identifier)
-PLAN_FILE = "plan.json"
 
 
 def results_root(run_dir: str | os.PathLike) -> Path:
@@ -116,7 +116,7 @@ def plan_runs(profile: Profile, cohort: Cohort, out: Path, cache_dir: Path, spli
     modalities = [m for m in profile.study.modalities if all(cohort.has_channel(c) for c in MODALITY_CHANNELS[m])]
     return [RunParams(cohort=str(cohort.path), cache_dir=str(cache_dir), profile=profile.path, splits=str(splits_path),
                       modality=m, label=label, fold=fold, seed=seed,
-                      run_dir=str(out / "runs" / run_id(m, label, fold, seed, bg)), threads=threads,
+                      run_dir=str(out / RUNS / run_id(m, label, fold, seed, bg)), threads=threads,
                       background_fraction=bg)
             for bg in profile.study.background_fractions for fold in range(profile.study.folds)
             for seed in profile.study.seeds for label in labels for m in modalities]
@@ -131,15 +131,15 @@ def plan_record(runs: list[RunParams], cohort: Cohort, out: Path, primary_backgr
 
 def read_plan(results: str | os.PathLike) -> dict:
     """A prepared results folder's ``plan.json`` (FileNotFoundError naming the command that writes it)."""
-    plan = Path(results) / PLAN_FILE
+    plan = Path(results) / PLAN
     if not plan.exists():
-        raise FileNotFoundError(f"{results} is not prepared (no {PLAN_FILE}): run `python -m studylib prepare` first")
+        raise FileNotFoundError(f"{results} is not prepared (no {PLAN}): run `python -m studylib prepare` first")
     return json.loads(plan.read_text())
 
 
 def planned_params(out: Path, threads: int | None) -> list[RunParams]:
     """The RunParams of a prepared study's plan."""
     plan = read_plan(out)
-    profile = load_profile(out / "profile.yaml")
+    profile = load_profile(out / PROFILE_SNAPSHOT)
     cohort_obj = load_cohort(out / plan["cohort"])
-    return plan_runs(profile, cohort_obj, out, out / "cache", out / "splits.json", threads)
+    return plan_runs(profile, cohort_obj, out, out / CACHE, out / SPLITS, threads)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .results_folder import NNUNET_SPLITS, SPLITS
+
 
 class SplitError(ValueError):
     """Splits that leak patients or do not match the cohort."""
@@ -75,9 +77,9 @@ def write_splits(splits: list[dict[str, list[str]]], out_dir: str | os.PathLike)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ours = out_dir / "splits.json"
+    ours = out_dir / SPLITS
     ours.write_text(json.dumps(splits, indent=1))
-    nnunet = out_dir / "splits_final.json"
+    nnunet = out_dir / NNUNET_SPLITS
     nnunet.write_text(json.dumps([{"train": sorted(f["train"]), "val": sorted(f["val"])} for f in splits], indent=1))
     return ours, nnunet
 
@@ -86,7 +88,7 @@ def load_or_make_splits(out_dir: str | os.PathLike, patient_ids: list[str], fold
                         strata: dict[str, str] | None = None,
                         val_patients: int = VAL_PATIENTS) -> list[dict[str, list[str]]]:
     """Splits are written once: reuse ``splits.json`` when it matches the cohort and the profile, else create it."""
-    path = Path(out_dir) / "splits.json"
+    path = Path(out_dir) / SPLITS
     if path.exists():
         splits = json.loads(path.read_text())
         check_splits(splits, sorted(patient_ids))

@@ -75,6 +75,12 @@ class CachedPatient:
 # label sources (RTSTRUCT ROI, SEG segment) and label names.
 CACHE_VERSION = 5
 
+# Files of one patient's cache folder.
+CACHE_META = "meta.json"  # what was cached, from what, with which settings (the cache key)
+CACHE_SLICES = "images.npy"  # (z, C, S, S) model inputs
+CACHE_SLICE_LABELS = "labels.npy"  # (z, L, S, S) masks on the same slices
+CACHE_NATIVE = "native.npz"  # labels and body mask on the CT grid, for 3D scoring
+
 
 def cache_key(record, config: PreprocessConfig, seed: int) -> dict:
     """Everything that defines a patient's cached arrays: input bytes, which structure of a DICOM label file each
@@ -98,7 +104,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     key = cache_key(record, config, seed)
     if derived:  # only then, so that caches without derived targets stay valid
         key["derived"] = {"targets": list(derived), "reader_labels": list(reader_labels)}
-    meta_path = folder / "meta.json"
+    meta_path = folder / CACHE_META
     if meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
         return load_cached(cache_dir, record.patient_id)
     started = time.perf_counter()
@@ -126,12 +132,12 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     tmp = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "images.npy", images)
-    np.save(tmp / "labels.npy", labels)
+    np.save(tmp / CACHE_SLICES, images)
+    np.save(tmp / CACHE_SLICE_LABELS, labels)
     # native-grid labels and body mask for exact 3D evaluation on the CT grid
-    np.savez_compressed(tmp / "native.npz", body=body,
+    np.savez_compressed(tmp / CACHE_NATIVE, body=body,
                         **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names})
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    (tmp / CACHE_META).write_text(json.dumps(meta, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return CachedPatient(record.patient_id, images, labels, channel_names, label_names, meta)
@@ -139,7 +145,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
 
 def load_native(cache_dir: str | os.PathLike, patient_id: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The CT-grid labels and body mask saved with a patient's cache."""
-    with np.load(Path(cache_dir) / patient_id / "native.npz") as data:
+    with np.load(Path(cache_dir) / patient_id / CACHE_NATIVE) as data:
         labels = {k.removeprefix("label__"): data[k] for k in data.files if k.startswith("label__")}
         return labels, data["body"]
 
@@ -147,9 +153,9 @@ def load_native(cache_dir: str | os.PathLike, patient_id: str) -> tuple[dict[str
 def load_cached(cache_dir: str | os.PathLike, patient_id: str) -> CachedPatient:
     """Open a patient's cached slices (memory-mapped)."""
     folder = Path(cache_dir) / patient_id
-    meta = json.loads((folder / "meta.json").read_text())
-    return CachedPatient(patient_id, np.load(folder / "images.npy", mmap_mode="r"),
-                         np.load(folder / "labels.npy", mmap_mode="r"), meta["channels"], meta["labels"], meta)
+    meta = json.loads((folder / CACHE_META).read_text())
+    return CachedPatient(patient_id, np.load(folder / CACHE_SLICES, mmap_mode="r"),
+                         np.load(folder / CACHE_SLICE_LABELS, mmap_mode="r"), meta["channels"], meta["labels"], meta)
 
 
 def select_training_slices(cached: CachedPatient, labels: list[str], background_fraction: float,

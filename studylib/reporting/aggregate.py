@@ -11,13 +11,14 @@ import pandas as pd
 
 from ..evaluation.claims import CLAIM_TEXT_COLUMNS, claims_table
 from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
-from ..inference.volume import prediction_patient
+from ..inference.volume import PREDICTION_SUFFIX, prediction_file, prediction_patient
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
 from ..plans.results_folder import (
     AGGREGATE,
     AGGREGATE_SUMMARY,
     AGREEMENT,
     BACKGROUND_ABLATION,
+    CACHE,
     CLAIMS,
     COHORT_QA,
     CONVERGENCE,
@@ -25,6 +26,8 @@ from ..plans.results_folder import (
     LOCALISATION,
     LOCALISATION_PER_PATIENT,
     PER_PATIENT_ALL,
+    PLAN,
+    PREDICTIONS,
     REGIONS,
     RUN_PARAMS,
     RUN_PER_PATIENT,
@@ -40,7 +43,7 @@ from ..plans.results_folder import (
     table1_file,
     table1_tests_file,
 )
-from ..plans.runs import PLAN_FILE, RunCell, RunParams, parse_run_id
+from ..plans.runs import RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
 from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
@@ -62,7 +65,7 @@ def trained_and_tested_on(per_patient: pd.DataFrame, label: str) -> pd.DataFrame
 def planned_runs(results: str | os.PathLike) -> list[Path]:
     """Run folders of the study plan (``plan.json``); without a plan, every run folder."""
     results = Path(results)
-    plan = results / PLAN_FILE
+    plan = results / PLAN
     if plan.exists():
         return [results / RUNS / run for run in json.loads(plan.read_text())["runs"]]
     return sorted(p.parent for p in results.glob(f"{RUNS}/*/{RUN_SUMMARY}"))
@@ -102,8 +105,8 @@ def primary(per_patient: pd.DataFrame, results: str | os.PathLike | None = None,
             region: str = "full") -> pd.DataFrame:
     """The rows of the primary analysis: one evaluation region, the primary background setting."""
     bg = min(per_patient.background_fraction)
-    if results is not None and (Path(results) / PLAN_FILE).exists():
-        bg = json.loads((Path(results) / PLAN_FILE).read_text()).get("primary_background_fraction", bg)
+    if results is not None and (Path(results) / PLAN).exists():
+        bg = json.loads((Path(results) / PLAN).read_text()).get("primary_background_fraction", bg)
     keep = (per_patient.region == region) & np.isclose(per_patient.background_fraction, bg)
     return per_patient[keep].reset_index(drop=True)
 
@@ -329,7 +332,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
 def study_claims(results: Path, per_patient: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
     """The claims table of a results folder (``evaluation.claims``): the primary rows averaged over seeds, each
     seed's rows for the stability column, and the cohort QA's annotation agreement."""
-    plan = json.loads((results / PLAN_FILE).read_text()) if (results / PLAN_FILE).exists() else {}
+    plan = json.loads((results / PLAN).read_text()) if (results / PLAN).exists() else {}
     cohort_json = results / plan["cohort"] if "cohort" in plan else None
     cohort_spec = json.loads(cohort_json.read_text()) if cohort_json is not None and cohort_json.is_file() else {}
     agreement = results / COHORT_QA / AGREEMENT
@@ -354,8 +357,8 @@ def is_complete(table: pd.DataFrame) -> bool:
 
 def choose_figure_patient(results: Path, cohort) -> str:
     """A test patient with a metal implant when there is one (paper Fig. 2), else the first one."""
-    candidates = sorted({prediction_patient(p.name.removesuffix(".nii.gz")) for run, cell in planned_cells(results)
-                         if cell.modality == "dual" for p in run.glob("predictions/*.nii.gz")})
+    candidates = sorted({prediction_patient(p.name.removesuffix(PREDICTION_SUFFIX)) for run, cell in planned_cells(results)
+                         if cell.modality == "dual" for p in (run / PREDICTIONS).glob(f"*{PREDICTION_SUFFIX}")})
     for pid in candidates:
         if cohort.patient(pid).read_meta().get("implant"):
             return pid
@@ -370,7 +373,7 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
 
     from ..ingest.cohort import load_cohort
     from ..ingest.imageio import read_image
-    from ..preprocessing.cache import load_native
+    from ..preprocessing.cache import load_cached, load_native
     from ..preprocessing.registration import resample_to, transform_from_record
     from .figures import model_comparison_figure, overlay_figure, registration_qa_figure
 
@@ -383,14 +386,13 @@ def write_overlay_figures(results: str | os.PathLike, figure_formats=("png", "sv
     record = cohort.patient(pid)
     ct = read_image(record.images["ct"], pid, "CT")
     pet = read_image(record.images["pet"], pid, "PT")
-    meta = json.loads((results / "cache" / pid / "meta.json").read_text())
-    transform = transform_from_record(meta["registration"])
+    transform = transform_from_record(load_cached(results / CACHE, pid).meta["registration"])
     pet_on_ct = sitk.GetArrayFromImage(resample_to(pet, ct, transform))
     ct_arr = sitk.GetArrayFromImage(ct)
-    labels, _ = load_native(results / "cache", pid)
+    labels, _ = load_native(results / CACHE, pid)
     preds = {}
     for run, cell in planned_cells(results):
-        prediction = run / "predictions" / f"{pid}.nii.gz"
+        prediction = prediction_file(run / PREDICTIONS, pid)
         if cell.modality == "dual" and prediction.exists():
             preds.setdefault(cell.label, sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))).astype(bool))
     written = {"patient": pid}

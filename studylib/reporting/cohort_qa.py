@@ -13,6 +13,13 @@ from ..evaluation.metrics import patient_level_kappa
 from ..evaluation.scoring import rater_agreement
 from ..ingest.cohort import Cohort
 from ..ingest.imageio import read_image
+from ..plans.results_folder import (
+    AGREEMENT,
+    AGREEMENT_SUMMARY,
+    READER_SWEEP,
+    READER_SWEEP_FIGURE,
+    READER_SWEEP_SUMMARY,
+)
 from ..preprocessing.cache import load_cached, load_native
 from ..preprocessing.registration import resample_to, transform_from_record
 from ..synthetic.sweep import ceiling, drawn_range, reader_sweep, sweep_figure, sweep_summary
@@ -24,12 +31,12 @@ def write_agreement(cohort: Cohort, cache_dir: Path, out_dir: Path) -> pd.DataFr
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(cohort.train_labels) < 2:
         table = pd.DataFrame()
-        (out_dir / "agreement.json").write_text(json.dumps({"note": "one label only: no rater agreement"}))
+        (out_dir / AGREEMENT_SUMMARY).write_text(json.dumps({"note": "one label only: no rater agreement"}))
         return table
     a, b = cohort.train_labels[:2]
     table = rater_agreement(cohort, cache_dir, a, b)
     table["ceiling_off_diagonal_dice"] = ceiling(table["volume_ratio_a_over_b"])
-    table.to_csv(out_dir / "agreement.csv", index=False)
+    table.to_csv(out_dir / AGREEMENT, index=False)
     pooled = {
         "labels": [a, b], "n_patients": len(table),
         "dice_ab_mean": float(table.dice_ab.mean()), "dice_ab_sd": float(table.dice_ab.std(ddof=1)),
@@ -39,7 +46,7 @@ def write_agreement(cohort: Cohort, cache_dir: Path, out_dir: Path) -> pd.DataFr
         "fraction_b_inside_a_mean": float(table.fraction_b_inside_a.mean()),
         "patient_level_kappa": patient_level_kappa(list(table.volume_a_ml > 0), list(table.volume_b_ml > 0)),
     }
-    (out_dir / "agreement.json").write_text(json.dumps(pooled, indent=1))
+    (out_dir / AGREEMENT_SUMMARY).write_text(json.dumps(pooled, indent=1))
     return table
 
 
@@ -90,8 +97,15 @@ def write_reader_sweep(cohort: Cohort, out_dir: Path, patients: int = 6, progres
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     table = reader_sweep(synth["seed"], min(patients, synth["patients"]), synth["scale"], progress=progress)
-    table.to_csv(out_dir / "reader_sweep.csv", index=False)
+    return save_reader_sweep(table, out_dir, table["parameter"].iloc[0], drawn_range())
+
+
+def save_reader_sweep(table: pd.DataFrame, out_dir: Path, parameter: str,
+                      drawn: tuple[float, float] | None) -> pd.DataFrame:
+    """Write a reader sweep's table, its summary and its figure into ``out_dir``; return the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / READER_SWEEP, index=False)
     summary = sweep_summary(table)
-    summary.to_csv(out_dir / "reader_sweep_summary.csv", index=False)
-    save_figure(sweep_figure(summary, table["parameter"].iloc[0], drawn_range()), out_dir / "reader_sweep")
+    summary.to_csv(out_dir / READER_SWEEP_SUMMARY, index=False)
+    save_figure(sweep_figure(summary, parameter, drawn), out_dir / READER_SWEEP_FIGURE)
     return summary

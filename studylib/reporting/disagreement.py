@@ -16,7 +16,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..inference.volume import prediction_file, prediction_stem
+from ..plans.results_folder import (
+    AGGREGATE,
+    CACHE,
+    DISAGREEMENT,
+    DISAGREEMENT_FIGURE,
+    DISAGREEMENT_MAPS,
+    PLAN,
+    PREDICTIONS,
+    PROFILE_SNAPSHOT,
+    RUNS,
+    SPLITS,
+)
+from ..plans.runs import run_id
 from ..preprocessing.targets import vote_count
+from ..training.models import CONDITIONED, conditioned_output
+
+
+def reader_count_file(maps: Path, pid: str) -> Path:
+    """The readers' vote-count map of a patient in the disagreement maps folder."""
+    return prediction_file(maps, f"{pid}__readers")
+
+
+def model_count_file(maps: Path, pid: str, modality: str, family: str) -> Path:
+    """A style-model family's vote-count map of a patient in the disagreement maps folder."""
+    return prediction_file(maps, f"{pid}__{modality}__{family}")
 
 
 def partial_agreement(count: np.ndarray, total: int) -> np.ndarray:
@@ -49,21 +74,17 @@ def style_predictions(results: Path, modality: str, fold: int, seed: int, reader
                       background: float, pid: str) -> dict[str, list[Path]]:
     """Prediction files of one test patient's style models: {"decoupled": [...], "conditioned": [...]} (complete
     families only, in reader order)."""
-    from ..inference.volume import prediction_stem
-    from ..plans.runs import run_id
-    from ..training.models import CONDITIONED, conditioned_output
-
     families = {
-        "decoupled": [results / "runs" / run_id(modality, r, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
+        "decoupled": [prediction_file(results / RUNS / run_id(modality, r, fold, seed, background) / PREDICTIONS, pid)
                       for r in readers],
-        "conditioned": [results / "runs" / run_id(modality, CONDITIONED, fold, seed, background) / "predictions" /
-                        f"{prediction_stem(pid, conditioned_output(r), True)}.nii.gz" for r in readers],
+        "conditioned": [prediction_file(results / RUNS / run_id(modality, CONDITIONED, fold, seed, background) / PREDICTIONS,
+                                        prediction_stem(pid, conditioned_output(r), True)) for r in readers],
     }
     return {family: files for family, files in families.items() if all(f.exists() for f in files)}
 
 
 def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
-    """Reader and model disagreement maps (NIfTI, ``aggregate/disagreement/``) and ``aggregate/disagreement.csv``.
+    """Reader and model disagreement maps (NIfTI, in ``DISAGREEMENT_MAPS``) and their table (``DISAGREEMENT``).
 
     Uses the primary seed and background setting; every test patient of every fold, every modality.
     """
@@ -75,22 +96,22 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     from ..preprocessing.cache import load_cached, load_native
 
     results = Path(results)
-    profile = load_profile(results / "profile.yaml")
-    plan = json.loads((results / "plan.json").read_text())
+    profile = load_profile(results / PROFILE_SNAPSHOT)
+    plan = json.loads((results / PLAN).read_text())
     cohort = load_cohort(results / plan["cohort"])
     readers = profile.reader_labels(cohort.train_labels)
-    out = results / "aggregate" / "disagreement"
+    out = results / AGGREGATE / DISAGREEMENT_MAPS
     rows = []
     if len(readers) < 2:
         return pd.DataFrame(rows)
-    splits = json.loads((results / "splits.json").read_text())
+    splits = json.loads((results / SPLITS).read_text())
     seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
     for fold, split in enumerate(splits):
         for pid in split["test"]:
-            labels, _ = load_native(results / "cache", pid)
+            labels, _ = load_native(results / CACHE, pid)
             if not all(r in labels for r in readers):
                 continue
-            geometry = load_cached(results / "cache", pid).geometry
+            geometry = load_cached(results / CACHE, pid).geometry
             voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
             reader_masks = [labels[r] for r in readers]
             wrote_readers = False
@@ -99,14 +120,14 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
                     models = [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files]
                     if not wrote_readers:
                         out.mkdir(parents=True, exist_ok=True)
-                        write_image(image_from_array(vote_count(reader_masks), geometry), out / f"{pid}__readers.nii.gz")
+                        write_image(image_from_array(vote_count(reader_masks), geometry), reader_count_file(out, pid))
                         wrote_readers = True
                     write_image(image_from_array(vote_count(models), geometry),
-                                out / f"{pid}__{modality}__{family}.nii.gz")
+                                model_count_file(out, pid, modality, family))
                     rows.append({"patient_id": pid, "fold": fold, "modality": modality, "models": family,
                                  "reader_count": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
     table = pd.DataFrame(rows)
-    table.to_csv(results / "aggregate" / "disagreement.csv", index=False)
+    table.to_csv(results / AGGREGATE / DISAGREEMENT, index=False)
     return table
 
 
@@ -119,20 +140,20 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarr
     from .figures import disagreement_figure, saved
 
     results = Path(results)
-    folder = results / "aggregate" / "disagreement"
-    readers_path = folder / f"{pid}__readers.nii.gz"
+    folder = results / AGGREGATE / DISAGREEMENT_MAPS
+    readers_path = reader_count_file(folder, pid)
     if not readers_path.exists():
         return []
 
     def read(path: Path) -> np.ndarray:
         return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
-    models = {f"{family} models (dual)": read(folder / f"{pid}__dual__{family}.nii.gz")
-              for family in ("decoupled", "conditioned") if (folder / f"{pid}__dual__{family}.nii.gz").exists()}
-    table = pd.read_csv(results / "aggregate" / "disagreement.csv")
+    models = {f"{family} models (dual)": read(model_count_file(folder, pid, "dual", family))
+              for family in ("decoupled", "conditioned") if model_count_file(folder, pid, "dual", family).exists()}
+    table = pd.read_csv(results / AGGREGATE / DISAGREEMENT)
     reader_count = int(table.reader_count.iloc[0])
     fig = disagreement_figure(ct, read(readers_path), models, reader_count, title=pid)
-    return saved(fig, results / "aggregate" / "disagreement_map", figure_formats, results)
+    return saved(fig, results / AGGREGATE / DISAGREEMENT_FIGURE, figure_formats, results)
 
 
 def disagreement_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..ingest.cohort import write_cohort_json
+from ..ingest.cohort import COHORT_FILE, write_cohort_json
 from ..ingest.imageio import ImageGeometry, image_from_array, write_image
 from .literature import assumptions
 from .phantom import PatientAnatomy, evaluate_on_grid, sample_anatomy
@@ -41,6 +41,7 @@ from .scanners import (
 # every patient's meta.json so that a cohort written by older code can be told apart. 2: readers start from
 # image findings (hottest PET spot, Rose-criterion CT objects on the noisy CT) with independent boundary errors.
 GENERATOR_VERSION = 2
+MANIFEST = "manifest.csv"  # one row per generated patient: its drawn parameters, beside cohort.json
 
 
 def generator_settings(cohort_spec: dict) -> dict:
@@ -266,7 +267,7 @@ def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: boo
         if with_mri:
             entry["mri"] = f"{pid}/mri.nii.gz"
         spec_patients[pid] = entry
-    with open(out / "manifest.csv", "w", newline="") as fh:
+    with open(out / MANIFEST, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -285,7 +286,7 @@ def _write_cohort(out: Path, patients: int, seed: int, scale: str, with_mri: boo
                       "assumptions": {**assumptions(), **READING_ASSUMPTIONS}},
         "patients": spec_patients,
     }
-    write_cohort_json(out / "cohort.json", spec)
+    write_cohort_json(out / COHORT_FILE, spec)
 
 
 COHORT_MARKER = ".petct-synthetic-cohort"  # written into every generated cohort: what --overwrite may delete

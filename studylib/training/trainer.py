@@ -26,6 +26,11 @@ from .augmentation import AugmentConfig, augment_batch
 from .losses import HybridLoss, hybrid_loss_from_sums
 from .models import MASK_THRESHOLD
 
+# Files the trainer writes into its run folder.
+LAST_CHECKPOINT = "last.pt"  # resumable state after every epoch
+BEST_CHECKPOINT = "best.pt"  # the model of the best validation epoch
+TRAINING_LOG = "training_log.csv"
+
 # fp32: no autocast (IEEE fp32, no TF32 on CUDA either); bf16: bf16 autocast (bf16 operands, fp32 weights and sums)
 PRECISIONS = ("fp32", "bf16")
 
@@ -423,7 +428,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     sign = 1.0 if config.monitor == "val_loss" else -1.0  # lower is better after the sign
     start_epoch, best_loss, best_epoch, bad_epochs, log = 0, float("inf"), -1, 0, []
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path, best_path = run_dir / LAST_CHECKPOINT, run_dir / BEST_CHECKPOINT
     if last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(state["model"])
@@ -461,7 +466,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_loss,
                          "best_epoch": best_epoch, "bad_epochs": bad_epochs, "log": log}, last_path)
-        _write_log(log, run_dir / "training_log.csv")
+        _write_log(log, run_dir / TRAINING_LOG)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.4f} val {val_loss:.4f} "
                        f"dice {val_dice:.3f} ({row['images_per_s']:.0f} img/s)")

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ...evaluation.paper import load_paper
 from ...plans.results_folder import AGREEMENT, COHORT_QA, READER_SWEEP_SUMMARY
+from ...synthetic.generate import MANIFEST
 from ..context import ReportContext
 from ..markdown import markdown_table
 
@@ -24,7 +25,7 @@ def data_section(ctx: ReportContext) -> str:
                          + ", ".join(f"`{k}` {v}" for k, v in slices.items())
                          + f" (the paper trained on {load_paper().training_slices:,} lesion slices of its training "
                          "patients).")
-        manifest = cohort_json.parent / "manifest.csv"
+        manifest = cohort_json.parent / MANIFEST
         if manifest.exists():
             m = pd.read_csv(manifest)
             keep = [c for c in ("patient_id", "site", "implant", "confounders", "n_foci", "truth_ml", "label_a_ml",
