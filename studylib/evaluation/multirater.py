@@ -31,6 +31,10 @@ The GED's two estimators of 2 E d(S, Y) - E d(S, S') - E d(Y, Y'):
 Two perfect style predictions of two different readers A and B (predictions = readers = {A, B}) give
 GED_V = 2 d/2 - d/2 - d/2 = 0 and GED_U = 2 d/2 - d - d = -d, with d = d(A, B).
 
+Domain: every metric but S_NCC counts only foreground voxels, so cropping to the box around the union of all
+masks (``union_box``) leaves it unchanged; S_NCC is a correlation over the voxels it is given, so its domain is part
+of its definition (PHiSeg scored LIDC crops of 128 x 128 pixels centred on the lesion; the study scores that box).
+
 Not implemented: the detection/segmentation split of the GED of Zepf, Frellsen and Feragen 2024 ("Navigating
 uncertainty in medical image segmentation", arXiv 2407.16367). The summaries of the paper that could be read name
 its two distances (D^2_IoU and D^2_Det) but not their definitions, and none of the searched code holds them, so no
@@ -198,6 +202,17 @@ def s_ncc(predictions: np.ndarray, readers: np.ndarray) -> float:
     uncertainty: the map is constant), as the reference's division by a zero SD gives."""
     uncertainty = uncertainty_map(predictions)
     return float(np.mean([ncc(uncertainty, error) for error in error_maps(predictions, readers)]))
+
+
+def union_box(masks: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of every mask's foreground (a stack (K, ...)) grown by ``margin`` voxels; one voxel when
+    all are empty (where every metric scores the same as on the whole grid)."""
+    union = np.asarray(masks).reshape(len(masks), *np.shape(masks)[1:]).astype(bool).any(axis=0)
+    if not union.any():
+        return tuple(slice(0, 1) for _ in union.shape)
+    found = np.nonzero(union)
+    return tuple(slice(max(int(ix.min()) - margin, 0), min(int(ix.max()) + margin + 1, n))
+                 for ix, n in zip(found, union.shape))
 
 
 def multirater_suite(predictions: np.ndarray, readers: np.ndarray, styles_of_readers: bool) -> dict[str, float]:

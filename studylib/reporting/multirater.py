@@ -1,0 +1,99 @@
+"""The multi-rater field's metric suite (``evaluation.multirater``) per test patient, method and input, on the CT
+grid: ``aggregate/multirater_metrics.csv`` (one row per patient, method and metric) and its summary.
+
+A method is a set of predictions scored against the set of the readers' masks: the decoupled models (one per
+reader, in reader order), the conditioned model's styles (one per reader), and each consensus-target model (STAPLE
+consensus, union, intersection) as a single prediction. Primary seed and background setting, every test patient
+of every fold, as the disagreement maps (``reporting.disagreement``), whose loading this reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.multirater import multirater_suite, union_box
+from ..evaluation.statistics import summarise
+from ..plans.results_folder import AGGREGATE, MULTIRATER_METRICS, MULTIRATER_SUMMARY
+from .disagreement import style_predictions
+
+BOX_MARGIN = 8  # voxels around the union of every mask (S_NCC's domain; see evaluation.multirater)
+METRIC_ORDER = ("ged_v", "ged_u", "hm_iou", "dice_max", "dice_max_reverse", "dice_match", "dice_each", "dice_soft",
+                "s_ncc")
+
+
+def method_predictions(results: Path, modality: str, fold: int, seed: int, readers: list[str], background: float,
+                       pid: str) -> dict[str, tuple[list[Path], bool]]:
+    """{method: (prediction files, whether file i is reader i's style)} of one test patient (complete sets only)."""
+    from ..plans.runs import run_id
+    from ..preprocessing.targets import DERIVED_TARGETS
+
+    methods = {family: (files, True)
+               for family, files in style_predictions(results, modality, fold, seed, readers, background, pid).items()}
+    for target in DERIVED_TARGETS:
+        path = results / "runs" / run_id(modality, target, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
+        if path.exists():
+            methods[target] = ([path], False)
+    return methods
+
+
+def suite_rows(keys: dict, predictions: np.ndarray, readers: np.ndarray, styles_of_readers: bool) -> list[dict]:
+    """One row per metric of the suite for one patient and method, inside the union box of every mask."""
+    box = (slice(None), *union_box(np.concatenate([predictions, readers]), BOX_MARGIN))
+    suite = multirater_suite(predictions[box], readers[box], styles_of_readers)
+    return [{**keys, "metric": metric, "value": value} for metric, value in suite.items()]
+
+
+def write_multirater_metrics(results: str | os.PathLike) -> pd.DataFrame:
+    """``aggregate/multirater_metrics.csv`` and ``aggregate/multirater_summary.csv`` (studies with two or more
+    readers; nothing is written otherwise)."""
+    import SimpleITK as sitk
+
+    from ..ingest.cohort import load_cohort
+    from ..plans.profiles import load_profile
+    from ..preprocessing.cache import load_native
+
+    results = Path(results)
+    profile = load_profile(results / "profile.yaml")
+    plan = json.loads((results / "plan.json").read_text())
+    readers = profile.reader_labels(load_cohort(results / plan["cohort"]).train_labels)
+    rows: list[dict] = []
+    if len(readers) < 2:
+        return pd.DataFrame(rows)
+    splits = json.loads((results / "splits.json").read_text())
+    seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
+    for fold, split in enumerate(splits):
+        for pid in split["test"]:
+            labels, _ = load_native(results / "cache", pid)
+            if not all(r in labels for r in readers):
+                continue
+            reader_masks = np.stack([labels[r].astype(bool) for r in readers])
+            for modality in profile.study.modalities:
+                for method, (files, styles) in method_predictions(results, modality, fold, seed, readers, background,
+                                                                  pid).items():
+                    predictions = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files])
+                    keys = {"patient_id": pid, "fold": fold, "modality": modality, "method": method,
+                            "predictions": len(files), "readers": len(readers)}
+                    rows += suite_rows(keys, predictions, reader_masks, styles)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table.to_csv(results / AGGREGATE / MULTIRATER_METRICS, index=False)
+    multirater_summary(table).to_csv(results / AGGREGATE / MULTIRATER_SUMMARY, index=False)
+    return table
+
+
+def multirater_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per input, method and metric: patients with a defined value, their mean and SD, and 'mean ± SD' (3 decimals)."""
+    rows = []
+    for (modality, method, metric), g in table.groupby(["modality", "method", "metric"], sort=False):
+        values = g.value.dropna().to_numpy()
+        s = summarise(values)
+        rows.append({"modality": modality, "method": method, "metric": metric, "n_patients": s["n"],
+                     "n_undefined": int(g.value.isna().sum()), "mean": s["mean"], "sd": s["sd"],
+                     "text": f"{s['mean']:.3f} ± {s['sd']:.3f}" if len(values) else "undefined"})
+    return pd.DataFrame(rows)
