@@ -44,6 +44,7 @@ decomposition is invented here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -204,15 +205,17 @@ def s_ncc(predictions: np.ndarray, readers: np.ndarray) -> float:
     return float(np.mean([ncc(uncertainty, error) for error in error_maps(predictions, readers)]))
 
 
-def union_box(masks: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """The bounding box of every mask's foreground (a stack (K, ...)) grown by ``margin`` voxels; one voxel when
-    all are empty (where every metric scores the same as on the whole grid)."""
-    union = np.asarray(masks).reshape(len(masks), *np.shape(masks)[1:]).astype(bool).any(axis=0)
+def union_box(stacks: Sequence[np.ndarray], margin: int) -> tuple[slice, ...]:
+    """The bounding box of the foreground of every mask of ``stacks`` (each (K, ...)) grown by ``margin`` voxels;
+    one voxel when all are empty (where every metric scores the same as on the whole grid)."""
+    union = np.logical_or.reduce([np.asarray(stack, bool).any(axis=0) for stack in stacks])
     if not union.any():
         return tuple(slice(0, 1) for _ in union.shape)
-    found = np.nonzero(union)
-    return tuple(slice(max(int(ix.min()) - margin, 0), min(int(ix.max()) + margin + 1, n))
-                 for ix, n in zip(found, union.shape))
+    box = []
+    for axis, n in enumerate(union.shape):
+        found = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != axis)))
+        box.append(slice(max(int(found[0]) - margin, 0), min(int(found[-1]) + margin + 1, n)))
+    return tuple(box)
 
 
 def multirater_suite(predictions: np.ndarray, readers: np.ndarray, styles_of_readers: bool) -> dict[str, float]:

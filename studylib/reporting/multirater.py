@@ -43,7 +43,7 @@ def method_predictions(results: Path, modality: str, fold: int, seed: int, reade
 
 def suite_rows(keys: dict, predictions: np.ndarray, readers: np.ndarray, styles_of_readers: bool) -> list[dict]:
     """One row per metric of the suite for one patient and method, inside the union box of every mask."""
-    box = (slice(None), *union_box(np.concatenate([predictions, readers]), BOX_MARGIN))
+    box = (slice(None), *union_box([predictions, readers], BOX_MARGIN))
     suite = multirater_suite(predictions[box], readers[box], styles_of_readers)
     return [{**keys, "metric": metric, "value": value} for metric, value in suite.items()]
 
