@@ -13,6 +13,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import linear_sum_assignment
 
@@ -260,3 +261,25 @@ def test_dice_each_needs_one_style_per_reader():
     predictions, readers = random_fixture(0)
     with pytest.raises(ValueError, match="Dice_each"):
         multirater.dice_each(predictions[:1], readers)
+
+
+def test_summary_and_report_table_per_method():
+    """Per-patient rows of a style family and a single prediction give one report row each; Dice_each and S_NCC
+    only where they are defined."""
+    from studylib.reporting.chapters.multirater import multirater_table
+    from studylib.reporting.multirater import multirater_summary, suite_rows
+
+    rows = []
+    for seed in range(3):
+        predictions, readers = random_fixture(seed)
+        styles = predictions[: len(readers)] if len(predictions) >= len(readers) else readers.copy()
+        keys = {"patient_id": f"P{seed}", "fold": 0, "modality": "dual"}
+        rows += suite_rows({**keys, "method": "decoupled"}, styles, readers, True)
+        rows += suite_rows({**keys, "method": "union"}, readers[:1] | readers[1:2], readers, False)
+    summary = multirater_summary(pd.DataFrame(rows))
+    union = summary[summary.method == "union"].set_index("metric")
+    assert "dice_each" not in union.index and union.loc["s_ncc", "n_undefined"] == 3
+    assert union.loc["s_ncc", "text"] == "undefined" and (union.n_patients[union.index != "s_ncc"] == 3).all()
+    table = multirater_table(summary)
+    assert list(table.method) == ["decoupled models (one per reader)", "model of the union"]
+    assert table.loc[1, "Dice each"] == "" and "±" in table.loc[0, "Dice each"]

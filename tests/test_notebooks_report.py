@@ -456,6 +456,17 @@ def test_multireader_study_side_by_side(tmp_path):
     count = sitk.ReadImage(str(out / "aggregate" / "disagreement" / "P000__readers.nii.gz"))
     assert count.GetSize() == tuple(load_cached(out / "cache", "P000").meta["ct_geometry"]["size"])
     assert sitk.GetArrayFromImage(count).max() <= 3
+    suite = pd.read_csv(out / "aggregate" / "multirater_metrics.csv", dtype={"patient_id": str})
+    assert set(suite.method) == {"decoupled", "conditioned", "consensus", "union", "intersection"}
+    assert suite.patient_id.nunique() == 6 and (suite.readers == 3).all()
+    metrics = suite.groupby("method").metric.agg(set)
+    assert "dice_each" in metrics["decoupled"] and "dice_each" in metrics["conditioned"]
+    assert "dice_each" not in metrics["consensus"] and len(metrics["consensus"]) == 8
+    assert (suite[suite.metric == "ged_v"].value >= -1e-12).all()
+    assert suite[(suite.method == "union") & (suite.metric == "s_ncc")].value.isna().all()  # one prediction
+    summary = pd.read_csv(out / "aggregate" / "multirater_summary.csv")
+    assert set(summary.method) == set(suite.method)
     html = render_report(out, force_fallback=True).read_text()
     assert "conditioned model, style" in html and "Every style model against every reader" in html
     assert "Reader and model disagreement per input" in html
+    assert "multi-rater field" in html and "HM-IoU" in html
