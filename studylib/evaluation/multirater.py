@@ -17,8 +17,8 @@ grid. Each metric follows the formula of a reference implementation, cited at th
 
 Empty masks, one policy with ``evaluation.metrics``: the IoU and the Dice of two empty masks are 1 (so d = 0),
 of an empty and a non-empty mask 0. PHiSeg's ``dist_fct`` and CCDM's ``iou`` (NaN set to 1) say the same; D-Persona's
-smoothed Dice and IoU ((x + 1e-6) / (y + 1e-6), 1e-8 in ``compute_dice_accuracy``) give 1 and 0 there too and differ
-from the exact ratios elsewhere by less than 1e-6. (D-Persona's ``iou`` inside ``calc_generalised_energy_distance``
+smoothed Dice and IoU ((x + 1e-6) / (y + 1e-6), 1e-8 in ``compute_dice_accuracy``) give 1 for two empty masks
+and differ from the exact ratios everywhere else by less than 1e-6. (D-Persona's ``iou`` inside ``calc_generalised_energy_distance``
 adds 1e-8 to the denominator before its NaN check, so it scores two empty masks 0; we do not follow that slip.)
 
 The GED's two estimators of 2 E d(S, Y) - E d(S, S') - E d(Y, Y'):
@@ -33,7 +33,7 @@ GED_V = 2 d/2 - d/2 - d/2 = 0 and GED_U = 2 d/2 - d - d = -d, with d = d(A, B).
 
 Domain: every metric but S_NCC counts only foreground voxels, so cropping to the box around the union of all
 masks (``union_box``) leaves it unchanged; S_NCC is a correlation over the voxels it is given, so its domain is part
-of its definition (PHiSeg scored LIDC crops of 128 x 128 pixels centred on the lesion; the study scores that box).
+of its definition (PHiSeg scored LIDC crops of 128 x 128 pixels around the lesion; the study scores the union box).
 
 Not implemented: the detection/segmentation split of the GED of Zepf, Frellsen and Feragen 2024 ("Navigating
 uncertainty in medical image segmentation", arXiv 2407.16367). The summaries of the paper that could be read name
