@@ -82,6 +82,7 @@ def write_multirater_metrics(results: str | os.PathLike) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    (results / AGGREGATE).mkdir(parents=True, exist_ok=True)
     table.to_csv(results / AGGREGATE / MULTIRATER_METRICS, index=False)
     multirater_summary(table).to_csv(results / AGGREGATE / MULTIRATER_SUMMARY, index=False)
     return table
