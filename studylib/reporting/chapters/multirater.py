@@ -14,7 +14,7 @@ from ..multirater import METRIC_ORDER
 
 METRIC_NAMES = {"ged_v": "GED (V)", "ged_u": "GED (U)", "hm_iou": "HM-IoU", "dice_max": "Dice max",
                 "dice_max_reverse": "Dice max reverse", "dice_match": "Dice match", "dice_each": "Dice each",
-                "dice_soft": "Dice soft", "s_ncc": "S_NCC"}
+                "dice_soft": "Dice soft", "s_ncc": "S-NCC"}
 METHOD_NAMES = {"decoupled": "decoupled models (one per reader)", "conditioned": "conditioned model's styles",
                 **{t: f"model of the {t}" for t in DERIVED_TARGETS}}
 
@@ -38,7 +38,7 @@ def multirater_markdown(ctx: ReportContext) -> str:
         reason = pd.DataFrame({"multi-rater metrics": ["not computed"],
                                "why": ["fewer than two readers' labels, or no model predictions to score"]})
         return "No multi-rater metrics for this study.\n\n" + markdown_table(reason)
-    patients = int(summary.n_patients.max() + summary.n_undefined.max())
+    patients = int((summary.n_patients + summary.n_undefined).max())
     undefined = summary[(summary.metric == "s_ncc") & (summary.n_undefined > 0)]
     ncc_note = ""
     if len(undefined):
