@@ -470,3 +470,16 @@ def test_multireader_study_side_by_side(tmp_path):
     assert "conditioned model, style" in html and "Every style model against every reader" in html
     assert "Reader and model disagreement per input" in html
     assert "multi-rater field" in html and "HM-IoU" in html
+
+
+def test_multirater_report_table():
+    """One report row per input and method, metrics in the suite's order; a metric a method lacks is blank."""
+    from studylib.reporting.chapters.multirater import multirater_table
+
+    summary = pd.DataFrame({"modality": ["dual"] * 3, "method": ["decoupled", "decoupled", "union"],
+                            "metric": ["dice_each", "ged_v", "ged_v"], "text": ["0.5 ± 0.1", "0.2 ± 0.1", "0.3 ± 0.1"]})
+    table = multirater_table(summary)
+    assert list(table.columns) == ["input", "method", "GED (V)", "Dice each"]
+    assert list(table.method) == ["decoupled models (one per reader)", "model of the union"]
+    assert table.loc[1, "Dice each"] == "" and table.loc[0, "Dice each"] == "0.5 ± 0.1"
+

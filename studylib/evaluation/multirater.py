@@ -170,8 +170,14 @@ def dice_soft(predictions: np.ndarray, readers: np.ndarray) -> float:
 
 
 def mean_log_class_probabilities(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over predictions of log(1 - p + eps) and log(p + eps), the two classes of PHiSeg's one-hot samples."""
-    p = np.asarray(predictions, dtype=np.float64)
+    """Mean over predictions of log(1 - p + eps) and log(p + eps), the two classes of PHiSeg's one-hot samples
+    (for masks, from the fraction of predictions that include each voxel: the logs take two values)."""
+    predictions = np.asarray(predictions)
+    if predictions.dtype == bool:
+        included = predictions.mean(axis=0, dtype=np.float64)
+        log_one, log_zero = math.log(1 + LOG_EPSILON), math.log(LOG_EPSILON)
+        return included * log_zero + (1 - included) * log_one, included * log_one + (1 - included) * log_zero
+    p = predictions.astype(np.float64)
     return np.log(1 - p + LOG_EPSILON).mean(axis=0), np.log(p + LOG_EPSILON).mean(axis=0)
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.multirater import multirater_suite, union_box
-from ..evaluation.statistics import summarise
 from ..plans.results_folder import AGGREGATE, MULTIRATER_METRICS, MULTIRATER_SUMMARY
 from .disagreement import style_predictions
 
@@ -93,8 +92,9 @@ def multirater_summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (modality, method, metric), g in table.groupby(["modality", "method", "metric"], sort=False):
         values = g.value.dropna().to_numpy()
-        s = summarise(values)
-        rows.append({"modality": modality, "method": method, "metric": metric, "n_patients": s["n"],
-                     "n_undefined": int(g.value.isna().sum()), "mean": s["mean"], "sd": s["sd"],
-                     "text": f"{s['mean']:.3f} ± {s['sd']:.3f}" if len(values) else "undefined"})
+        mean = float(np.mean(values)) if len(values) else float("nan")
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0  # as evaluation.statistics.summarise
+        rows.append({"modality": modality, "method": method, "metric": metric, "n_patients": len(values),
+                     "n_undefined": int(g.value.isna().sum()), "mean": mean, "sd": sd,
+                     "text": f"{mean:.3f} ± {sd:.3f}" if len(values) else "undefined"})
     return pd.DataFrame(rows)

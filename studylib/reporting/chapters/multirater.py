@@ -3,14 +3,18 @@ method, read from ``aggregate/multirater_summary.csv``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from ...ingest.modalities import MODALITY_NAMES
 from ...plans.results_folder import AGGREGATE, MULTIRATER_SUMMARY
 from ...preprocessing.targets import DERIVED_TARGETS
-from ..context import ReportContext
 from ..markdown import markdown_table
 from ..multirater import METRIC_ORDER
+
+if TYPE_CHECKING:
+    from ..context import ReportContext
 
 METRIC_NAMES = {"ged_v": "GED (V)", "ged_u": "GED (U)", "hm_iou": "HM-IoU", "dice_max": "Dice max",
                 "dice_max_reverse": "Dice max reverse", "dice_match": "Dice match", "dice_each": "Dice each",
