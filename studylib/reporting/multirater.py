@@ -17,7 +17,20 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.multirater import multirater_suite, union_box
-from ..plans.results_folder import AGGREGATE, MULTIRATER_METRICS, MULTIRATER_SUMMARY
+from ..inference.volume import prediction_file
+from ..plans.results_folder import (
+    AGGREGATE,
+    CACHE,
+    MULTIRATER_METRICS,
+    MULTIRATER_SUMMARY,
+    PLAN,
+    PREDICTIONS,
+    PROFILE_SNAPSHOT,
+    RUNS,
+    SPLITS,
+)
+from ..plans.runs import run_id
+from ..preprocessing.targets import DERIVED_TARGETS
 from .disagreement import style_predictions
 
 BOX_MARGIN = 8  # voxels around the union of every mask (S_NCC's domain; see evaluation.multirater)
@@ -28,13 +41,10 @@ METRIC_ORDER = ("ged_v", "ged_u", "hm_iou", "dice_max", "dice_max_reverse", "dic
 def method_predictions(results: Path, modality: str, fold: int, seed: int, readers: list[str], background: float,
                        pid: str) -> dict[str, tuple[list[Path], bool]]:
     """{method: (prediction files, whether file i is reader i's style)} of one test patient (complete sets only)."""
-    from ..plans.runs import run_id
-    from ..preprocessing.targets import DERIVED_TARGETS
-
     methods = {family: (files, True)
                for family, files in style_predictions(results, modality, fold, seed, readers, background, pid).items()}
     for target in DERIVED_TARGETS:
-        path = results / "runs" / run_id(modality, target, fold, seed, background) / "predictions" / f"{pid}.nii.gz"
+        path = prediction_file(results / RUNS / run_id(modality, target, fold, seed, background) / PREDICTIONS, pid)
         if path.exists():
             methods[target] = ([path], False)
     return methods
@@ -57,17 +67,17 @@ def write_multirater_metrics(results: str | os.PathLike) -> pd.DataFrame:
     from ..preprocessing.cache import load_native
 
     results = Path(results)
-    profile = load_profile(results / "profile.yaml")
-    plan = json.loads((results / "plan.json").read_text())
+    profile = load_profile(results / PROFILE_SNAPSHOT)
+    plan = json.loads((results / PLAN).read_text())
     readers = profile.reader_labels(load_cohort(results / plan["cohort"]).train_labels)
     rows: list[dict] = []
     if len(readers) < 2:
         return pd.DataFrame(rows)
-    splits = json.loads((results / "splits.json").read_text())
+    splits = json.loads((results / SPLITS).read_text())
     seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
     for fold, split in enumerate(splits):
         for pid in split["test"]:
-            labels, _ = load_native(results / "cache", pid)
+            labels, _ = load_native(results / CACHE, pid)
             if not all(r in labels for r in readers):
                 continue
             reader_masks = np.stack([labels[r].astype(bool) for r in readers])
