@@ -20,6 +20,25 @@ def bootstrap_ci(values, n_boot: int = 10000, level: float = 0.95, seed: int = 0
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def hierarchical_bootstrap_ci(values, n_boot: int = 10000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` (patients, seeds): patients are drawn with replacement, then
+    each drawn patient's seeds with replacement. One seed: the same draws and interval as ``bootstrap_ci``."""
+    values = np.asarray(values, float)
+    if values.ndim != 2:
+        raise ValueError(f"values must be (patients, seeds), got shape {values.shape}")
+    patients, seeds = values.shape
+    if patients == 0 or seeds == 0:
+        return float("nan"), float("nan")
+    if patients == 1 and seeds == 1:
+        return float(values[0, 0]), float(values[0, 0])
+    rng = np.random.default_rng(seed)
+    who = rng.integers(0, patients, size=(n_boot, patients))
+    which = rng.integers(0, seeds, size=(n_boot, patients, seeds)) if seeds > 1 else np.zeros((n_boot, patients, 1), int)
+    means = values[who[..., None], which].mean(axis=(1, 2))
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
 def summarise(values, seed: int = 0) -> dict:
     """Mean, SD (ddof=1, the paper's form), median, IQR, bootstrap 95% CI, n."""
     v = np.asarray(values, float)

@@ -57,6 +57,12 @@ DISAGREEMENT_FIGURE = "disagreement_map"
 SUMMARY_STATISTICS = "summary_statistics.csv"
 CLAIMS = "claims.csv"
 AGGREGATE_SUMMARY = "summary.json"
+# truth-anchored tables (synthetic cohorts with a truth mask and three or more readers; reporting/truth_tables.py)
+TRUTH_STAPLE = "truth_staple.csv"  # per patient and reader: STAPLE's estimated vs the read's actual rates
+TRUTH_STAPLE_SUMMARY = "truth_staple_summary.csv"  # per reader and rate: mean error of STAPLE's estimate
+TRUTH_TARGETS_PER_PATIENT = "truth_targets_per_patient.csv"  # per patient: Dice of each target mask vs the truth
+TRUTH_DICE = "truth_dice.csv"  # per supervision: mean Dice vs the truth, paired intervals to the candidate
+TRUTH_VERDICT = "truth_verdict.csv"  # the decision rule applied: candidate, decided, tied set
 FIGURES_RECORD = "figures.json"
 
 # Tables that the cohort QA writes into COHORT_QA.
