@@ -1,4 +1,5 @@
-"""Training targets derived from several readers' masks: STAPLE consensus, union, intersection (on the CT grid).
+"""Training targets derived from several readers' masks: STAPLE consensus, union, intersection and the readers' mean
+mask, the vote fraction (a soft target), on the CT grid.
 
 The math is kept apart from I/O: every function takes and returns (z, y, x) arrays.
 """
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-DERIVED_TARGETS = ("consensus", "union", "intersection")
+VOTE_FRACTION = "vote_fraction"  # the readers' mean mask
+DERIVED_TARGETS = ("consensus", "union", "intersection", VOTE_FRACTION)
+SOFT_TARGETS = (VOTE_FRACTION,)  # values in [0, 1], not masks: cached as vote counts (cache.py), trained with the
+# soft-target loss (training.losses.soft_target_dice_loss), never scored as a ground truth
 STAPLE_MARGIN = 8  # voxels around the readers' union kept for STAPLE (see staple_consensus)
 # a voxel is in the consensus when STAPLE's foreground probability is strictly above this (the assumption stated
 # in profiles/multirater.yaml); a model's predicted mask is a different threshold (training.models.MASK_THRESHOLD, >=)
@@ -31,6 +35,11 @@ def intersection_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
 def vote_count(masks: Sequence[np.ndarray]) -> np.ndarray:
     """How many readers include each voxel (0..N), uint8."""
     return np.sum([np.asarray(m, bool) for m in masks], axis=0, dtype=np.uint8)
+
+
+def vote_fraction(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Share of readers including each voxel (0, 1/N, ..., 1), float32: the readers' mean mask."""
+    return (vote_count(masks) / np.float32(len(masks))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -109,5 +118,6 @@ def derived_targets(labels: dict[str, np.ndarray], reader_labels: Sequence[str],
     if missing:
         raise ValueError(f"derived targets need the readers' labels {missing} (present: {sorted(labels)})")
     masks = [labels[r] for r in reader_labels]
-    build = {"consensus": staple_consensus, "union": union_mask, "intersection": intersection_mask}
+    build = {"consensus": staple_consensus, "union": union_mask, "intersection": intersection_mask,
+             VOTE_FRACTION: vote_fraction}
     return {n: build[n](masks) for n in names}
