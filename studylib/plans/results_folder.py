@@ -63,6 +63,10 @@ TRUTH_STAPLE_SUMMARY = "truth_staple_summary.csv"  # per reader and rate: mean e
 TRUTH_TARGETS_PER_PATIENT = "truth_targets_per_patient.csv"  # per patient: Dice of each target mask vs the truth
 TRUTH_DICE = "truth_dice.csv"  # per supervision: mean Dice vs the truth, paired intervals to the candidate
 TRUTH_VERDICT = "truth_verdict.csv"  # the decision rule applied: candidate, decided, tied set
+# calibration against reader disagreement (>= 3 readers; reporting/calibration_tables.py)
+CALIBRATION = "calibration.csv"  # per test patient and model family: ECE, Brier, AUROC of reader disagreement
+CALIBRATION_BINS_TABLE = "calibration_bins.csv"  # pooled reliability bins per family
+CALIBRATION_SUMMARY = "calibration_summary.csv"  # per family: pooled ECE, mean Brier, pooled and mean AUROC
 FIGURES_RECORD = "figures.json"
 
 # Tables that the cohort QA writes into COHORT_QA.

@@ -45,6 +45,7 @@ from ..plans.results_folder import (
 )
 from ..plans.runs import RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
+from .calibration_tables import write_calibration
 from .disagreement import write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
 from .truth_tables import write_truth_tables
@@ -317,6 +318,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     localisation_table(pp).to_csv(out / LOCALISATION, index=False)
     written["disagreement_patients"] = int(write_disagreement(results).get("patient_id", pd.Series(dtype=str)).nunique())
     written["truth"] = write_truth_tables(results, primary(raw, results))
+    written["calibration"] = write_calibration(results, figure_formats)
     if "pred_on_lesion_side" in pp:
         own = own_rows(pp)
         own.pivot_table(index="patient_id", columns=["modality", "train_label"], values="pred_on_lesion_side").round(3).to_csv(

@@ -1,5 +1,5 @@
 """The report's chapters, one module per chapter of ``report/index.qmd``, in the order they appear there."""
 
-from . import abstract, claims, data, limitations, methods, reproducibility, results, truth
+from . import abstract, calibration, claims, data, limitations, methods, reproducibility, results, truth
 
-__all__ = ["abstract", "claims", "methods", "data", "results", "limitations", "reproducibility", "truth"]
+__all__ = ["abstract", "claims", "methods", "data", "results", "limitations", "reproducibility", "truth", "calibration"]
