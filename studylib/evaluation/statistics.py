@@ -135,3 +135,17 @@ def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
     keys += ["modality", "train_label", "ground_truth", "patient_id"]
     numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
     return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()
+
+
+def non_inferiority(differences, margin: float, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> dict:
+    """One-sided non-inferiority of a new method against a reference from paired differences (new - reference): the
+    lower bound of the one-sided ``level`` percentile-bootstrap interval of the mean difference (the two-sided
+    interval at 2 * level - 1) against -``margin``. Non-inferior when the bound lies above -``margin``."""
+    d = np.asarray(differences, float)
+    lower, _ = bootstrap_ci(d, n_boot, 2 * level - 1, seed)
+    decided = len(d) >= 2
+    return {"n_pairs": int(len(d)), "mean_difference": float(d.mean()) if len(d) else float("nan"),
+            "lower_bound": lower, "margin": margin, "level": level,
+            "non_inferior": bool(decided and lower > -margin),
+            "verdict": ("not testable (fewer than 2 pairs)" if not decided else
+                        "non-inferior" if lower > -margin else "non-inferiority not shown")}

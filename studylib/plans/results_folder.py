@@ -67,6 +67,9 @@ TRUTH_VERDICT = "truth_verdict.csv"  # the decision rule applied: candidate, dec
 CALIBRATION = "calibration.csv"  # per test patient and model family: ECE, Brier, AUROC of reader disagreement
 CALIBRATION_BINS_TABLE = "calibration_bins.csv"  # pooled reliability bins per family
 CALIBRATION_SUMMARY = "calibration_summary.csv"  # per family: pooled ECE, mean Brier, pooled and mean AUROC
+# one conditioned network against K decoupled ones (reporting/conditioned_tables.py)
+CONDITIONED_NONINFERIORITY = "conditioned_noninferiority.csv"  # own-reader Dice, one-sided bound vs the margin
+CONDITIONED_COST = "conditioned_cost.csv"  # per fold: training seconds of the conditioned run and the K decoupled
 FIGURES_RECORD = "figures.json"
 
 # Tables that the cohort QA writes into COHORT_QA.

@@ -33,6 +33,7 @@ from ..plans.results_folder import AGGREGATE, CALIBRATION, CALIBRATION_BINS_TABL
 from ..plans.runs import run_id
 from ..preprocessing.targets import STAPLE_MARGIN, VOTE_FRACTION, staple_box, vote_fraction
 from ..training.models import CONDITIONED, MIN_READERS_FOR_PROBABILITIES, conditioned_output
+from .truth_tables import study_readers
 
 FAMILIES = {"decoupled": "decoupled models, averaged", "conditioned": "conditioned model's styles, averaged",
             VOTE_FRACTION: "vote-fraction model"}
@@ -77,15 +78,13 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
     readers or no probability maps."""
     import SimpleITK as sitk
 
-    from ..ingest.cohort import load_cohort
     from ..plans.profiles import load_profile
     from ..preprocessing.cache import load_native
     from .figures import reliability_figure, roc_figure, saved
 
     results = Path(results)
     profile = load_profile(results / "profile.yaml")
-    plan = json.loads((results / "plan.json").read_text())
-    readers = profile.reader_labels(load_cohort(results / plan["cohort"]).train_labels)
+    readers, _ = study_readers(results)
     if len(readers) < MIN_READERS_FOR_PROBABILITIES:
         return {}
     splits = json.loads((results / "splits.json").read_text())

@@ -1,13 +1,23 @@
 """Truth-anchored answers (a synthetic cohort with three or more readers): STAPLE's estimates of each read's
 sensitivity and specificity against their actual values, and which supervision comes closest to the truth, with the
-decision rule printed before the numbers. Reads ``aggregate/truth_*.csv`` (reporting/truth_tables.py)."""
+decision rule printed before the numbers; and the one conditioned network against K decoupled ones (non-inferiority,
+training cost). Reads ``aggregate/truth_*.csv`` (reporting/truth_tables.py) and ``aggregate/conditioned_*.csv``
+(reporting/conditioned_tables.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from ...evaluation.truth import CLOSEST_RULE
-from ...plans.results_folder import AGGREGATE, TRUTH_DICE, TRUTH_STAPLE_SUMMARY, TRUTH_VERDICT
+from ...plans.results_folder import (
+    AGGREGATE,
+    CONDITIONED_COST,
+    CONDITIONED_NONINFERIORITY,
+    TRUTH_DICE,
+    TRUTH_STAPLE_SUMMARY,
+    TRUTH_VERDICT,
+)
+from ..conditioned_tables import NONINFERIORITY_LEVEL, NONINFERIORITY_RULE
 from ..context import ReportContext
 from ..markdown import markdown_table
 from ..truth_tables import MIN_READERS, MODELS
@@ -70,3 +80,28 @@ def closest_markdown(ctx: ReportContext) -> str:
     order = {MODELS: 0}
     table = table.iloc[sorted(range(len(table)), key=lambda i: order.get(dice.kind.iloc[i], 1))]
     return "\n".join(lines) + "\n" + markdown_table(table)
+
+
+def conditioned_markdown(ctx: ReportContext) -> str:
+    """Non-inferiority of the one conditioned network against the K decoupled ones on own-reader Dice, the rule
+    before the numbers, and the training cost of each."""
+    table = ctx.table(AGGREGATE, CONDITIONED_NONINFERIORITY)
+    cost = ctx.table(AGGREGATE, CONDITIONED_COST)
+    if table.empty:
+        return "No conditioned model beside decoupled ones in this study (the `multirater` profile trains both).\n"
+    shown = pd.DataFrame({
+        "input": table.modality, "reader": table.reader, "patients": table.n_pairs,
+        "mean difference (points)": table.mean_difference.map(lambda v: _percent(v, 2)),
+        f"one-sided {100 * NONINFERIORITY_LEVEL:.0f} % lower bound (points)": table.lower_bound.map(lambda v: _percent(v, 2)),
+        "margin (points)": table.margin.map(lambda v: _percent(-v, 1)), "verdict": table.verdict})
+    text = NONINFERIORITY_RULE + " Difference: conditioned minus decoupled, 3D Dice in points.\n"
+    if not cost.empty:
+        totals = cost.groupby("modality")[["conditioned_seconds", "decoupled_seconds"]].sum()
+        runs = int(cost.decoupled_runs.iloc[0])
+        lines = [f"{m}: the conditioned network trained for {r.conditioned_seconds:.0f} s, the {runs} decoupled "
+                 f"networks for {r.decoupled_seconds:.0f} s together ({r.conditioned_seconds / r.decoupled_seconds:.2f}x)"
+                 for m, r in totals.iterrows() if r.decoupled_seconds > 0]
+        text += ("\nTraining cost, summed over folds from the runs' training logs (seconds of every epoch's training "
+                 "and validation; runs that shared the CPU with another run were timed as they ran): "
+                 + "; ".join(lines) + ".\n")
+    return text + "\n" + markdown_table(shown)
