@@ -85,3 +85,31 @@ def test_closest_supervision_decides_only_when_every_interval_lies_above_zero():
     assert not verdict.decided and verdict.text.startswith("no verdict")
     with pytest.raises(ValueError, match="not paired"):
         closest_supervision({"a": np.ones((3, 1)), "b": np.ones((4, 1))})
+
+
+def test_model_scores_pair_supervisions_on_common_patients_and_seeds():
+    import pandas as pd
+
+    from studylib.reporting.truth_tables import model_scores
+
+    rows = [{"modality": "dual", "train_label": label, "seed": seed, "patient_id": pid, "ground_truth": gt,
+             "dsc": 0.1 * seed + (0.5 if label == "a" else 0.3)}
+            for label in ("a", "b") for seed in (0, 1) for pid in ("P1", "P2", "P3") for gt in ("truth", "a")
+            if not (label == "b" and pid == "P3")]
+    scores = model_scores(pd.DataFrame(rows))["dual"]
+    assert set(scores) == {"a", "b"} and scores["a"].shape == (2, 2)  # P3 lacks b: left out of both
+    assert np.allclose(scores["a"] - scores["b"], 0.2) and np.allclose(scores["a"][:, 1] - scores["a"][:, 0], 0.1)
+
+
+def test_own_reader_differences_pair_each_style_with_its_readers_decoupled_model():
+    import pandas as pd
+
+    from studylib.reporting.conditioned_tables import own_reader_differences
+
+    rows = []
+    for pid, (c, d) in {"P1": (0.7, 0.6), "P2": (0.5, 0.55)}.items():
+        rows += [{"modality": "dual", "patient_id": pid, "ground_truth": "r1", "train_label": "conditioned_r1", "dsc": c},
+                 {"modality": "dual", "patient_id": pid, "ground_truth": "r1", "train_label": "r1", "dsc": d},
+                 {"modality": "dual", "patient_id": pid, "ground_truth": "r2", "train_label": "r1", "dsc": 0.0}]
+    table = own_reader_differences(pd.DataFrame(rows), ["r1", "r2"])
+    assert list(table.reader) == ["r1", "r1"] and table.difference.tolist() == pytest.approx([0.1, -0.05])
