@@ -89,7 +89,7 @@ def write_prediction(probabilities: np.ndarray, ct_geometry: ImageGeometry, out_
     write_image(image_from_array(mask, ct_geometry), path)
     if save_probabilities:
         write_image(image_from_array(probabilities.astype(np.float32), ct_geometry),
-                    out_dir / f"{probability_stem(name)}.nii.gz")
+                    prediction_file(out_dir, probability_stem(name)))
     return path
 
 

@@ -28,8 +28,18 @@ from ..evaluation.calibration import (
     readers_disagree,
     reliability_sums,
 )
-from ..inference.volume import foreground, prediction_stem, probability_stem
-from ..plans.results_folder import AGGREGATE, CALIBRATION, CALIBRATION_BINS_TABLE, CALIBRATION_SUMMARY
+from ..inference.volume import foreground, prediction_file, prediction_stem, probability_stem
+from ..plans.results_folder import (
+    AGGREGATE,
+    CACHE,
+    CALIBRATION,
+    CALIBRATION_BINS_TABLE,
+    CALIBRATION_SUMMARY,
+    PREDICTIONS,
+    PROFILE_SNAPSHOT,
+    RUNS,
+    SPLITS,
+)
 from ..plans.runs import run_id
 from ..preprocessing.targets import STAPLE_MARGIN, VOTE_FRACTION, staple_box, vote_fraction
 from ..training.models import CONDITIONED, MIN_READERS_FOR_PROBABILITIES, conditioned_output
@@ -46,7 +56,7 @@ def family_files(results: Path, modality: str, fold: int, seed: int, readers: li
     """Probability maps of one test patient per family (complete families only)."""
 
     def prob(run: str, stem: str) -> Path:
-        return results / "runs" / run / "predictions" / f"{probability_stem(stem)}.nii.gz"
+        return prediction_file(results / RUNS / run / PREDICTIONS, probability_stem(stem))
 
     families = {
         "decoupled": [prob(run_id(modality, r, fold, seed, background), pid) for r in readers],
@@ -83,18 +93,18 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
     from .figures import reliability_figure, roc_figure, saved
 
     results = Path(results)
-    profile = load_profile(results / "profile.yaml")
+    profile = load_profile(results / PROFILE_SNAPSHOT)
     readers, _ = study_readers(results)
     if len(readers) < MIN_READERS_FOR_PROBABILITIES:
         return {}
-    splits = json.loads((results / "splits.json").read_text())
+    splits = json.loads((results / SPLITS).read_text())
     seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
     rows, sums, pooled = [], {}, {}
     for modality in profile.study.modalities:
         for fold, split in enumerate(splits):
             for pid in split["test"]:
                 files = family_files(results, modality, fold, seed, readers, background, pid)
-                labels, _ = load_native(results / "cache", pid)
+                labels, _ = load_native(results / CACHE, pid)
                 if not files or not all(r in labels for r in readers):
                     continue
                 maps = {family: [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(np.float32) for f in paths]

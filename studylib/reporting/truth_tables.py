@@ -18,6 +18,9 @@ from ..evaluation.metrics import confusion_counts, dice
 from ..evaluation.truth import box_mask, closest_supervision, estimate_error, read_rates
 from ..plans.results_folder import (
     AGGREGATE,
+    CACHE,
+    PLAN,
+    PROFILE_SNAPSHOT,
     TRUTH_DICE,
     TRUTH_STAPLE,
     TRUTH_STAPLE_SUMMARY,
@@ -35,11 +38,12 @@ def study_readers(results: Path) -> tuple[list[str], list[str]]:
     """(the study's readers, every cached patient) of a results folder."""
     from ..ingest.cohort import load_cohort
     from ..plans.profiles import load_profile
+    from ..preprocessing.cache import CACHE_NATIVE
 
-    profile = load_profile(results / "profile.yaml")
-    plan = json.loads((results / "plan.json").read_text())
+    profile = load_profile(results / PROFILE_SNAPSHOT)
+    plan = json.loads((results / PLAN).read_text())
     cohort = load_cohort(results / plan["cohort"])
-    patients = [p for p in cohort.patient_ids if (results / "cache" / p / "native.npz").exists()]
+    patients = [p for p in cohort.patient_ids if (results / CACHE / p / CACHE_NATIVE).exists()]
     return profile.reader_labels(cohort.train_labels), patients
 
 
@@ -97,7 +101,7 @@ def write_truth_tables(results: str | os.PathLike, per_run: pd.DataFrame) -> dic
         return {}
     staple, targets = [], []
     for pid in patients:
-        labels, _ = load_native(results / "cache", pid)
+        labels, _ = load_native(results / CACHE, pid)
         if TRUTH not in labels or not all(r in labels for r in readers):
             continue
         staple += staple_rows(pid, labels, readers)
