@@ -105,8 +105,8 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
                   derived: Sequence[str] = (), reader_labels: Sequence[str] = ()) -> CachedPatient:
     """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists.
 
-    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection of the
-    ``reader_labels``) are computed on the CT grid and cached like the other labels.
+    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection, vote fraction of the
+    ``reader_labels``) are computed on the CT grid and cached like the other labels (a soft one as counts, see above).
     """
     folder = Path(cache_dir) / record.patient_id
     key = cache_key(record, config, seed)
