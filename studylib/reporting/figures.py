@@ -267,7 +267,7 @@ def reliability_figure(bins: pd.DataFrame, names: dict[str, str], title: str = "
     for family, g in bins.groupby("family", sort=False):
         g = g[g.voxels > 0]
         line = ax.plot(g.mean_probability, g.mean_vote_fraction, marker="o", ms=3, label=names.get(family, family))[0]
-        count_ax.step((g.bin_low + g.bin_high) / 2, g.voxels, where="mid", color=line.get_color())
+        count_ax.plot((g.bin_low + g.bin_high) / 2, g.voxels, marker="o", ms=3, color=line.get_color())
     ax.set_ylabel("readers' vote fraction (mean in bin)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
