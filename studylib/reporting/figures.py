@@ -288,7 +288,7 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
     """ROC curves of scores for a binary target (name -> (score, target)), the AUROC in the legend."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = plt.subplots(figsize=(6.0, 6.4))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="chance")
     for name, (score, target) in curves.items():
         if target.all() or not target.any():
@@ -298,8 +298,8 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
         ax.plot(fpr[drawn], tpr[drawn], label=f"{name} (AUROC {roc_auc_score(target, score):.3f})")
     ax.set_xlabel("false-positive rate (voxels where readers agree)")
     ax.set_ylabel("true-positive rate (voxels where readers disagree)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
