@@ -433,13 +433,15 @@ def test_multireader_study_side_by_side(tmp_path):
 
     out = tmp_path / "results"
     record = run_study(str(ROOT / "tests" / "tiny_multirater.yaml"), out, jobs=2, progress=False)
-    assert record["failed"] == [] and record["finished"] == 14
+    assert record["failed"] == [] and record["finished"] == 16
     labels, _ = load_native(out / "cache", "P000")
     assert {"label_a", "label_b", "reader_3", "truth", "consensus", "union", "intersection"} <= set(labels)
     assert np.array_equal(labels["union"], labels["label_a"] | labels["label_b"] | labels["reader_3"])
     pp = pd.read_csv(out / "aggregate" / "per_patient_all.csv")
     styles = {"conditioned_label_a", "conditioned_label_b", "conditioned_reader_3"}
-    assert styles | {"label_a", "label_b", "reader_3", "consensus", "union", "intersection"} == set(pp.train_label)
+    assert styles | {"label_a", "label_b", "reader_3", "consensus", "union", "intersection", "vote_fraction"} == set(
+        pp.train_label)
+    assert "vote_fraction" not in set(pp.ground_truth)  # a soft target is learnt, never scored against
     assert {"consensus", "truth", "reader_3"} <= set(pp.ground_truth)
     for fold in (0, 1):  # one slice set per fold for every model, the conditioned one included
         digests = {json.loads(p.read_text())["train_slices_digest"]
@@ -466,7 +468,24 @@ def test_multireader_study_side_by_side(tmp_path):
     assert suite[(suite.method == "union") & (suite.metric == "s_ncc")].value.isna().all()  # one prediction
     summary = pd.read_csv(out / "aggregate" / "multirater_summary.csv")
     assert set(summary.method) == set(suite.method)
+    # truth-anchored tables, calibration against reader disagreement, the conditioned network's non-inferiority
+    staple = pd.read_csv(out / "aggregate" / "truth_staple.csv")
+    assert set(staple.reader) == {"label_a", "label_b", "reader_3"} and staple.patient_id.nunique() == 6
+    assert staple[["actual_sensitivity", "actual_specificity"]].stack().between(0, 1).all()
+    truth = pd.read_csv(out / "aggregate" / "truth_dice.csv")
+    assert styles | {"label_a", "consensus", "vote_fraction"} <= set(truth.supervision)
+    verdicts = pd.read_csv(out / "aggregate" / "truth_verdict.csv")
+    assert len(verdicts) == 2 and verdicts.candidate.isin(truth.supervision).all()
+    calibration = pd.read_csv(out / "aggregate" / "calibration_summary.csv")
+    assert set(calibration.family) == {"decoupled", "conditioned", "vote_fraction"}
+    assert calibration.ece_pooled.between(0, 1).all() and calibration.brier_patient_mean.between(0, 1).all()
+    assert (out / "aggregate" / "reliability_diagram.png").exists() and (out / "aggregate" / "disagreement_roc.png").exists()
+    noninferiority = pd.read_csv(out / "aggregate" / "conditioned_noninferiority.csv")
+    assert len(noninferiority) == 4 and noninferiority.n_pairs.max() == 6
+    assert (pd.read_csv(out / "aggregate" / "conditioned_cost.csv").conditioned_seconds > 0).all()
     html = render_report(out, force_fallback=True).read_text()
+    assert "Decision rule (fixed before the numbers)" in html and "Reliability diagram" in html
+    assert "STAPLE&#x27;s estimated sensitivity" in html or "STAPLE's estimated sensitivity" in html
     assert "conditioned model, style" in html and "Every style model against every reader" in html
     assert "Reader and model disagreement per input" in html
     assert "multi-rater field" in html and "HM-IoU" in html

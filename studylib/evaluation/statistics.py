@@ -20,6 +20,25 @@ def bootstrap_ci(values, n_boot: int = 10000, level: float = 0.95, seed: int = 0
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def hierarchical_bootstrap_ci(values, n_boot: int = 10000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` (patients, seeds): patients are drawn with replacement, then
+    each drawn patient's seeds with replacement. One seed: the same draws and interval as ``bootstrap_ci``."""
+    values = np.asarray(values, float)
+    if values.ndim != 2:
+        raise ValueError(f"values must be (patients, seeds), got shape {values.shape}")
+    patients, seeds = values.shape
+    if patients == 0 or seeds == 0:
+        return float("nan"), float("nan")
+    if patients == 1 and seeds == 1:
+        return float(values[0, 0]), float(values[0, 0])
+    rng = np.random.default_rng(seed)
+    who = rng.integers(0, patients, size=(n_boot, patients))
+    which = rng.integers(0, seeds, size=(n_boot, patients, seeds)) if seeds > 1 else np.zeros((n_boot, patients, 1), int)
+    means = values[who[..., None], which].mean(axis=(1, 2))
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
 def summarise(values, seed: int = 0) -> dict:
     """Mean, SD (ddof=1, the paper's form), median, IQR, bootstrap 95% CI, n."""
     v = np.asarray(values, float)
@@ -116,3 +135,17 @@ def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
     keys += ["modality", "train_label", "ground_truth", "patient_id"]
     numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
     return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()
+
+
+def non_inferiority(differences, margin: float, level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> dict:
+    """One-sided non-inferiority of a new method against a reference from paired differences (new - reference): the
+    lower bound of the one-sided ``level`` percentile-bootstrap interval of the mean difference (the two-sided
+    interval at 2 * level - 1) against -``margin``. Non-inferior when the bound lies above -``margin``."""
+    d = np.asarray(differences, float)
+    lower, _ = bootstrap_ci(d, n_boot, 2 * level - 1, seed)
+    decided = len(d) >= 2
+    return {"n_pairs": int(len(d)), "mean_difference": float(d.mean()) if len(d) else float("nan"),
+            "lower_bound": lower, "margin": margin, "level": level,
+            "non_inferior": bool(decided and lower > -margin),
+            "verdict": ("not testable (fewer than 2 pairs)" if not decided else
+                        "non-inferior" if lower > -margin else "non-inferiority not shown")}

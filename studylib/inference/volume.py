@@ -35,8 +35,16 @@ def prediction_file(folder: str | os.PathLike, stem: str) -> Path:
 
 
 def prediction_patient(stem: str) -> str:
-    """The patient of a prediction file stem written by ``prediction_stem``."""
-    return stem.split("__")[0]
+    """The patient of a prediction file stem written by ``prediction_stem`` (or of its probability map's)."""
+    return stem.removesuffix(PROBABILITY_SUFFIX).split("__")[0]
+
+
+PROBABILITY_SUFFIX = "_prob"  # <stem>_prob.nii.gz: the probability map written beside a mask
+
+
+def probability_stem(stem: str) -> str:
+    """File stem of the probability map of the prediction ``stem``."""
+    return f"{stem}{PROBABILITY_SUFFIX}"
 
 
 def foreground(probabilities: np.ndarray) -> np.ndarray:
@@ -80,7 +88,8 @@ def write_prediction(probabilities: np.ndarray, ct_geometry: ImageGeometry, out_
     path = prediction_file(out_dir, name)
     write_image(image_from_array(mask, ct_geometry), path)
     if save_probabilities:
-        write_image(image_from_array(probabilities.astype(np.float32), ct_geometry), out_dir / f"{name}_prob.nii.gz")
+        write_image(image_from_array(probabilities.astype(np.float32), ct_geometry),
+                    prediction_file(out_dir, probability_stem(name)))
     return path
 
 

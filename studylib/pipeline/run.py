@@ -29,6 +29,7 @@ from ..plans.results_folder import (
 )
 from ..plans.runs import RunParams, results_root
 from ..preprocessing.cache import load_cached, load_native
+from ..preprocessing.targets import SOFT_TARGETS
 from ..training.data import (
     slices_digest,
     stack_slices,
@@ -37,7 +38,7 @@ from ..training.data import (
     training_slices,
     validation_volumes,
 )
-from ..training.models import CONDITIONED, build_run_model, count_parameters
+from ..training.models import CONDITIONED, build_run_model, count_parameters, keeps_probabilities
 from ..training.trainer import convergence, load_checkpoint, numerics_record, resolve_device, train_model
 from .executors import EXECUTOR_ENV, RUNS_PER_GPU_ENV
 from .notebooks import RUN_NOTEBOOK, execute_notebook
@@ -59,7 +60,8 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         train.threads = params.threads
     cohort = load_cohort(params.cohort)
     select = profile.mask_targets(cohort)
-    styles = profile.reader_labels(cohort.train_labels) if params.label == CONDITIONED else []
+    readers = profile.reader_labels(cohort.train_labels)
+    styles = readers if params.label == CONDITIONED else []
     selection = training_slices(cache_dir, fold["train"], select, params.background_fraction, params.seed)
     if styles:  # every slice once per style, with that reader's mask
         tx, ty = styled_training_set(cache_dir, selection, channels, styles)
@@ -70,7 +72,7 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         val = validation_volumes(cache_dir, fold["val"], channels, params.label)
     torch.manual_seed(params.seed)
     model = build_run_model(profile.model, len(channels), len(styles))
-    result = train_model(model, tx, ty, val, train, run_dir, progress=progress)
+    result = train_model(model, tx, ty, val, train, run_dir, progress=progress, soft_target=params.label in SOFT_TARGETS)
     state = load_checkpoint(run_dir / RUN_BEST_CHECKPOINT)
     model.load_state_dict(state["model"])
     device = resolve_device(train.device)
@@ -84,7 +86,8 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         labels, body = load_native(cache_dir, pid)
         for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device,
                                                 train.precision):
-            write_prediction(probs, cached.geometry, pred_dir, prediction_stem(pid, model_name, bool(styles)))
+            write_prediction(probs, cached.geometry, pred_dir, prediction_stem(pid, model_name, bool(styles)),
+                             save_probabilities=keeps_probabilities(params.label, readers))
             for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, select, tolerance):
                 rows.append({**cell, "train_label": model_name, "patient_id": pid, **row})
     per_patient = pd.DataFrame(rows)

@@ -59,6 +59,19 @@ MULTIRATER_SUMMARY = "multirater_summary.csv"  # their mean ± SD per input, met
 SUMMARY_STATISTICS = "summary_statistics.csv"
 CLAIMS = "claims.csv"
 AGGREGATE_SUMMARY = "summary.json"
+# truth-anchored tables (synthetic cohorts with a truth mask and three or more readers; reporting/truth_tables.py)
+TRUTH_STAPLE = "truth_staple.csv"  # per patient and reader: STAPLE's estimated vs the read's actual rates
+TRUTH_STAPLE_SUMMARY = "truth_staple_summary.csv"  # per reader and rate: mean error of STAPLE's estimate
+TRUTH_TARGETS_PER_PATIENT = "truth_targets_per_patient.csv"  # per patient: Dice of each target mask vs the truth
+TRUTH_DICE = "truth_dice.csv"  # per supervision: mean Dice vs the truth, paired intervals to the candidate
+TRUTH_VERDICT = "truth_verdict.csv"  # the decision rule applied: candidate, decided, tied set
+# calibration against reader disagreement (>= 3 readers; reporting/calibration_tables.py)
+CALIBRATION = "calibration.csv"  # per test patient and model family: ECE, Brier, AUROC of reader disagreement
+CALIBRATION_BINS_TABLE = "calibration_bins.csv"  # pooled reliability bins per family
+CALIBRATION_SUMMARY = "calibration_summary.csv"  # per family: pooled ECE, mean Brier, pooled and mean AUROC
+# one conditioned network against K decoupled ones (reporting/conditioned_tables.py)
+CONDITIONED_NONINFERIORITY = "conditioned_noninferiority.csv"  # own-reader Dice, one-sided bound vs the margin
+CONDITIONED_COST = "conditioned_cost.csv"  # per fold: training seconds of the conditioned run and the K decoupled
 FIGURES_RECORD = "figures.json"
 
 # Tables that the cohort QA writes into COHORT_QA.

@@ -2,7 +2,10 @@
 
 Written once by ``cache_patient`` (the prepare stage), read by training, inference, predict and the cohort QA.
 Per patient: ``images.npy`` (z, C, S, S) float16, ``labels.npy`` (z, L, S, S) uint8, ``native.npz`` (CT-grid labels
-and body mask) and ``meta.json`` (cache key, CT geometry, registration, label slices).
+and body mask) and ``meta.json`` (cache key, CT geometry, registration, label slices). A soft target
+(``targets.SOFT_TARGETS``: the vote fraction k/N) is stored exactly in ``labels.npy`` as its numerator k (the vote
+count) with its divisor N in ``meta.json`` (``label_divisors``); it is left out of ``native.npz``, whose labels are the
+binary masks every model is scored against.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..ingest.imageio import ImageGeometry
 from .intensity import body_mask
 from .patient_on_ct import PreprocessConfig, load_patient_on_ct, normalise_channels
 from .slices import resize_slices
-from .targets import derived_targets
+from .targets import SOFT_TARGETS, derived_targets
 
 
 def file_digest(paths: list[str]) -> str:
@@ -62,6 +65,11 @@ class CachedPatient:
         """How non-square slices were fitted to the network's size (caches before 'fit' existed stretched)."""
         return self.meta.get("fit", "stretch")
 
+    def label_divisor(self, label: str) -> int:
+        """What ``labels`` of ``label`` are divided by to give the target: N for a vote fraction stored as counts, 1
+        for a mask."""
+        return int(self.meta.get("label_divisors", {}).get(label, 1))
+
     def channel_index(self, channels: list[str]) -> list[int]:
         """Positions of the named channels in ``images``."""
         missing = [c for c in channels if c not in self.channel_names]
@@ -97,8 +105,8 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
                   derived: Sequence[str] = (), reader_labels: Sequence[str] = ()) -> CachedPatient:
     """Preprocess one patient into ``cache_dir/<id>/`` unless a cache with the same inputs/parameters exists.
 
-    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection of the
-    ``reader_labels``) are computed on the CT grid and cached like the other labels.
+    ``derived`` targets (``targets.DERIVED_TARGETS``: STAPLE consensus, union, intersection, vote fraction of the
+    ``reader_labels``) are computed on the CT grid and cached like the other labels (a soft one as counts, see above).
     """
     folder = Path(cache_dir) / record.patient_id
     key = cache_key(record, config, seed)
@@ -109,8 +117,12 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
         return load_cached(cache_dir, record.patient_id)
     started = time.perf_counter()
     patient = load_patient_on_ct(record, config.registration, seed)
+    divisors = {}
     if derived:
         patient.labels.update(derived_targets(patient.labels, reader_labels, derived))
+        divisors = {name: len(reader_labels) for name in derived if name in SOFT_TARGETS}
+        for name, divisor in divisors.items():  # k/N stored as k, exactly
+            patient.labels[name] = np.rint(patient.labels[name] * divisor).astype(np.uint8)
     body = body_mask(patient.channels["ct"])
     norm = normalise_channels(patient, config, body)
     channel_names = [c for c in ("ct", "pet", "mri") if c in norm]
@@ -126,7 +138,8 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
         "fit": config.fit, "ct_geometry": ImageGeometry.of_image(ct).as_record(),
         "registration": patient.registration.as_dict(),
         "label_slices": {k: [int(i) for i in np.flatnonzero(patient.labels[k].any(axis=(1, 2)))] for k in label_names},
-        "label_voxels": {k: int(patient.labels[k].sum()) for k in label_names},
+        "label_voxels": {k: int(np.count_nonzero(patient.labels[k])) for k in label_names},
+        "label_divisors": divisors,
         "preprocess_seconds": time.perf_counter() - started,
     }
     tmp = folder.with_name(f".{folder.name}.partial")
@@ -136,7 +149,7 @@ def cache_patient(record, config: PreprocessConfig, cache_dir: str | os.PathLike
     np.save(tmp / CACHE_SLICE_LABELS, labels)
     # native-grid labels and body mask for exact 3D evaluation on the CT grid
     np.savez_compressed(tmp / CACHE_NATIVE, body=body,
-                        **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names})
+                        **{f"label__{k}": patient.labels[k].astype(bool) for k in label_names if k not in divisors})
     (tmp / CACHE_META).write_text(json.dumps(meta, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)

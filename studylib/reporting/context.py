@@ -89,6 +89,15 @@ class ReportContext:
         """Training labels present in the runs."""
         return sorted(self.per_patient.train_label.unique())
 
+    @property
+    def labels_with_own_truth(self) -> list[str]:
+        """Training labels whose models are scored against the label they learn (not a soft target such as the vote
+        fraction, which is never a ground truth): the rows of Table 1."""
+        from ..training.models import own_ground_truth
+
+        truths = set(self.per_patient.ground_truth)
+        return [label for label in self.labels if own_ground_truth(label) in truths]
+
 
 def show_figure(ctx: ReportContext, stem: str, folder: str = AGGREGATE) -> None:
     """Display a figure of the results folder (the first PNG under ``folder`` whose name starts with ``stem``)."""

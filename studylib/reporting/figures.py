@@ -257,3 +257,49 @@ def disagreement_figure(ct: np.ndarray, reader_votes: np.ndarray, model_votes: d
                  label=f"how many include the voxel (of {reader_count})")
     fig.suptitle(f"{title}, slice {z}: readers and style models")
     return fig
+
+
+def reliability_figure(bins: pd.DataFrame, names: dict[str, str], title: str = "") -> plt.Figure:
+    """Reliability diagram: mean vote fraction against mean predicted probability per bin, one line per family
+    (``bins``: family, bin_low, bin_high, voxels, mean_probability, mean_vote_fraction), voxel counts below."""
+    fig, (ax, count_ax) = plt.subplots(2, 1, figsize=(5.2, 6.0), sharex=True, height_ratios=(3, 1))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
+    for family, g in bins.groupby("family", sort=False):
+        g = g[g.voxels > 0]
+        line = ax.plot(g.mean_probability, g.mean_vote_fraction, marker="o", ms=3, label=names.get(family, family))[0]
+        count_ax.plot((g.bin_low + g.bin_high) / 2, g.voxels, marker="o", ms=3, color=line.get_color())
+    ax.set_ylabel("readers' vote fraction (mean in bin)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    count_ax.set_yscale("log")
+    count_ax.set_xlabel("predicted probability (bin)")
+    count_ax.set_ylabel("voxels")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+ROC_POINTS = 1000  # points drawn per ROC curve
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "") -> plt.Figure:
+    """ROC curves of scores for a binary target (name -> (score, target, AUROC)), the AUROC in the legend."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(6.0, 6.4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="chance")
+    for name, (score, target, auroc) in curves.items():
+        if target.all() or not target.any():
+            continue
+        fpr, tpr, _ = roc_curve(target, score)
+        drawn = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).astype(int))  # millions of voxels: thin the line
+        ax.plot(fpr[drawn], tpr[drawn], label=f"{name} (AUROC {auroc:.3f})")
+    ax.set_xlabel("false-positive rate (voxels where readers agree)")
+    ax.set_ylabel("true-positive rate (voxels where readers disagree)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -33,7 +33,8 @@ def slices_digest(selection: Selection) -> str:
 
 def stack_slices(cache_dir: Path, selection: Selection, channels: list[str],
                  label: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (n, C, S, S) and masks (n, 1, S, S) of the selected slices for one training label."""
+    """Images (n, C, S, S) and masks (n, 1, S, S) of the selected slices for one training label (uint8 masks; a soft
+    target's values in [0, 1] as float32)."""
     xs, ys = [], []
     for pid, idx in selection:
         if not idx:
@@ -41,6 +42,9 @@ def stack_slices(cache_dir: Path, selection: Selection, channels: list[str],
         cached = load_cached(cache_dir, pid)
         xs.append(np.asarray(cached.images[idx][:, cached.channel_index(channels)]))
         ys.append(np.asarray(cached.labels[idx][:, [cached.label_names.index(label)]]))
+        divisor = cached.label_divisor(label)
+        if divisor != 1:  # a soft target (vote fraction) stored as counts
+            ys[-1] = ys[-1].astype(np.float32) / np.float32(divisor)
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..preprocessing.targets import VOTE_FRACTION
+
 # A voxel is foreground when the model's probability is at least this: the one threshold of every predicted mask
 # (validation Dice during training, the masks written as NIfTI or DICOM SEG, the masks scored).
 MASK_THRESHOLD = 0.5
@@ -23,6 +25,18 @@ def conditioned_output(style: str) -> str:
 def is_conditioned_output(model: str) -> bool:
     """True for the name of a conditioned model's output (``conditioned_<style>``)."""
     return model.startswith(f"{CONDITIONED}_")
+
+
+# Readers from which a study's models of reader styles keep their probability maps (calibration against the readers'
+# vote fraction reads them; a two-reader study's vote fraction is 0, 1/2 or 1 and is not analysed).
+MIN_READERS_FOR_PROBABILITIES = 3
+
+
+def keeps_probabilities(label: str, readers: list[str]) -> bool:
+    """Whether a run trained on ``label`` writes its probability maps beside its masks: a model of a reader's style,
+    the conditioned model or the vote-fraction model, in a study of at least ``MIN_READERS_FOR_PROBABILITIES``
+    readers."""
+    return len(readers) >= MIN_READERS_FOR_PROBABILITIES and (label in readers or label in (CONDITIONED, VOTE_FRACTION))
 
 
 def own_ground_truth(model: str) -> str:

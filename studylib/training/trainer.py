@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augmentation import AugmentConfig, augment_batch
-from .losses import HybridLoss, hybrid_loss_from_sums
+from .losses import HybridLoss, hybrid_loss_from_sums, soft_target_intersection
 from .models import MASK_THRESHOLD
 
 # Files the trainer writes into its run folder.
@@ -302,7 +302,7 @@ def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: Hybri
     losses, dices = [], []
     for images, masks in volumes:
         # float64 sums on the device, read once per volume (not once per batch)
-        sums = torch.zeros(6, dtype=torch.float64, device=device)
+        sums = torch.zeros(7, dtype=torch.float64, device=device)
         for idx in _batches(len(images), batch_size * 4, None, images.device):
             x = images[idx].to(device, non_blocking=True).float()
             y = masks[idx].to(device, non_blocking=True).float()
@@ -314,8 +314,10 @@ def evaluate_volumes(model: nn.Module, volumes: Sequence[Volume], loss_fn: Hybri
             pred, truth = probs >= MASK_THRESHOLD, y > 0.5  # as the test masks are thresholded
             sums += torch.stack([t.double() for t in (
                 (probs * y).sum(), probs.sum(), y.sum(), F.binary_cross_entropy_with_logits(logits, y, reduction="sum"),
-                (pred & truth).sum(), pred.sum() + truth.sum())])
-        soft_inter, prob_sum, target_sum, bce_sum, inter, total = sums.tolist()
+                (pred & truth).sum(), pred.sum() + truth.sum(), (probs - y).abs().sum())])
+        soft_inter, prob_sum, target_sum, bce_sum, inter, total, abs_difference = sums.tolist()
+        if loss_fn.soft_target:  # the intersection the training loss uses for a soft target
+            soft_inter = soft_target_intersection(prob_sum, target_sum, abs_difference)
         losses.append(hybrid_loss_from_sums(soft_inter, prob_sum, target_sum, bce_sum, masks.numel(),
                                             loss_fn.dice_weight, loss_fn.eps))
         dices.append(1.0 if total == 0 else 2 * inter / total)
@@ -391,13 +393,14 @@ def train_epoch(forward: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: H
 
 def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch.Tensor,
                 val_volumes: Sequence[Volume], config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
-                stop_after_epoch: int | None = None) -> TrainResult:
+                stop_after_epoch: int | None = None, soft_target: bool = False) -> TrainResult:
     """Train with early stopping, writing ``last.pt`` every epoch, ``best.pt`` and ``training_log.csv``.
 
     Validation runs on whole volumes (``evaluate_volumes``); early stopping and ``best.pt`` follow
     ``config.monitor``. A run whose ``last.pt`` exists resumes from it; every epoch draws its shuffling and
     augmentation from a generator seeded by (seed, epoch), so a resumed run ends exactly where an
-    uninterrupted one does. ``stop_after_epoch`` simulates a killed run (tests).
+    uninterrupted one does. ``stop_after_epoch`` simulates a killed run (tests). ``soft_target``: the masks are
+    soft (a vote fraction) and the loss is the one minimal at them (``HybridLoss(soft_target=True)``).
     """
     if config.monitor not in ("val_loss", "val_dice"):
         raise ValueError(f"train.monitor must be 'val_loss' or 'val_dice', got {config.monitor!r}")
@@ -418,7 +421,7 @@ def train_model(model: nn.Module, train_images: torch.Tensor, train_masks: torch
         # all slices of a fold fit in GPU memory: no data-loader round trips
         train_images, train_masks = train_images.to(device), train_masks.to(device)
         val_volumes = [(x.to(device), y.to(device)) for x, y in val_volumes]
-    loss_fn = HybridLoss(config.dice_weight)
+    loss_fn = HybridLoss(config.dice_weight, soft_target=soft_target)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                  weight_decay=config.weight_decay, fused=use_cuda or None)
     # the compiled module shares the model's parameters; validation and checkpoints use the eager model

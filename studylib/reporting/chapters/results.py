@@ -39,7 +39,7 @@ from .data import cohort_description
 def table1_markdown(ctx: ReportContext) -> str:
     """Table 1 for each training label (the paper's own Table 1 is shown apart: its label is not stated)."""
     out = []
-    for label in ctx.labels:
+    for label in ctx.labels_with_own_truth:
         t = ctx.table(AGGREGATE, table1_file(label)).drop(columns=["modality"])
         t = t.drop(columns=[c for c in ("specificity",) if c in t]).rename(columns={
             "n_patients": "n", "dsc": "DSC", "iou": "IoU", "sensitivity": "Sens", "specificity_body": "Spec (body)"})
@@ -60,7 +60,7 @@ def paper_table1_markdown() -> str:
 def table1_extra_markdown(ctx: ReportContext) -> str:
     """Beyond-paper metrics per modality."""
     return "\n".join(f"**`{label}`**\n\n" + markdown_table(ctx.table(AGGREGATE, table1_extra_file(label)).drop(columns=["modality"]))
-                     for label in ctx.labels)
+                     for label in ctx.labels_with_own_truth)
 
 
 def tests_markdown(ctx: ReportContext) -> str:
