@@ -1,0 +1,196 @@
+"""The per-patient viewer: display-grid math, NIfTI bytes, the worst/best choice, the report's viewer page in
+headless Chromium (WebGL through SwiftShader) and notebook 04 under papermill."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from studylib.ingest.imageio import ImageGeometry
+from studylib.reporting.viewer import (
+    block_factor,
+    block_reduce,
+    display_box,
+    display_geometry,
+    extreme_patients,
+    focus_voxel,
+    nifti_gz_bytes,
+    ras_mm,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def test_display_box_and_block_factor():
+    mask = np.zeros((10, 20, 30), bool)
+    mask[2:4, 5:9, 10:25] = True
+    assert display_box(mask, margin=2) == (slice(0, 6), slice(3, 11), slice(8, 27))
+    assert display_box(np.zeros((4, 5, 6), bool)) == (slice(0, 4), slice(0, 5), slice(0, 6))
+    assert block_factor((100, 100, 100), 1_000_000) == 1
+    assert block_factor((100, 100, 101), 1_000_000) == 2  # 1,010,000 voxels
+    assert block_factor((512, 512, 400), 4_000_000) == 3  # 171 x 171 x 134 = 3.92 M voxels
+
+
+def test_block_reduce_keeps_a_one_voxel_mask_and_averages_images():
+    mask = np.zeros((5, 6, 7), np.uint8)
+    mask[4, 5, 6] = 1  # the last voxel: its block is padded
+    reduced = block_reduce(mask, 2, "max")
+    assert reduced.shape == (3, 3, 4) and reduced.sum() == 1 and reduced[2, 2, 3] == 1
+    image = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    assert block_reduce(image, 2, "mean").item() == pytest.approx(3.5)
+    assert block_reduce(image, 1, "mean") is image
+
+
+def test_display_geometry_puts_each_voxel_at_its_block_centre():
+    rotation = sitk.Euler3DTransform((0, 0, 0), 0.1, -0.2, 0.3).GetMatrix()
+    geometry = ImageGeometry((40, 30, 20), (0.8, 0.9, 2.5), (-10.0, 5.0, 30.0), rotation)
+    box = (slice(2, 20), slice(3, 30), slice(4, 40))
+    shown = display_geometry(geometry, box, 3, (6, 9, 12))
+    full = sitk.Image(*geometry.size, sitk.sitkUInt8)
+    full.SetSpacing(geometry.spacing), full.SetOrigin(geometry.origin), full.SetDirection(geometry.direction)
+    small = sitk.Image(*shown.size, sitk.sitkUInt8)
+    small.SetSpacing(shown.spacing), small.SetOrigin(shown.origin), small.SetDirection(shown.direction)
+    block = [full.TransformIndexToPhysicalPoint((4 + 3 + i, 3 + 3 + j, 2 + 3 + k))
+             for i in range(3) for j in range(3) for k in range(3)]  # display voxel (1, 1, 1)
+    assert small.TransformIndexToPhysicalPoint((1, 1, 1)) == pytest.approx(np.mean(block, axis=0))
+    assert shown.size == (12, 9, 6)
+
+
+def test_nifti_bytes_read_back_with_slope_and_geometry(tmp_path):
+    geometry = ImageGeometry((4, 3, 2), (1.5, 2.0, 3.0), (10.0, -20.0, 5.0))
+    array = np.arange(24, dtype=np.int16).reshape(2, 3, 4) * 100
+    path = tmp_path / "pet.nii.gz"
+    path.write_bytes(nifti_gz_bytes(array, geometry, slope=0.01))
+    image = sitk.ReadImage(str(path))
+    assert np.allclose(sitk.GetArrayFromImage(image), array * 0.01, atol=1e-6)
+    assert image.GetOrigin() == pytest.approx(geometry.origin) and image.GetSpacing() == pytest.approx(geometry.spacing)
+    assert gzip.decompress(path.read_bytes())[344:347] == b"n+1"
+    # the RAS position of a voxel is the LPS one with x and y negated
+    assert ras_mm(geometry, (1, 2, 3)) == pytest.approx([-(10.0 + 4.5), -(-20.0 + 4.0), 5.0 + 3.0])
+
+
+def test_focus_is_the_labels_centre():
+    a = np.zeros((9, 9, 9), bool)
+    a[2, 4, 6] = True
+    b = np.zeros_like(a)
+    b[4, 4, 6] = True
+    assert focus_voxel([a, b], a.shape) == (3, 4, 6)
+    assert focus_voxel([np.zeros_like(a)], a.shape) == (4, 4, 4)
+
+
+def test_extreme_patients_per_family_at_the_first_seed():
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.5)):
+        for pid, dsc in (("P1", 0.2), ("P2", 0.8), ("P3", 0.5)):
+            for gt in ("label_a", "label_b"):
+                rows.append({"modality": "dual", "train_label": "label_a", "ground_truth": gt, "seed": seed,
+                             "patient_id": pid, "dsc": dsc + shift if gt == "label_a" else 1 - dsc,
+                             "empty_prediction": False})
+    table = extreme_patients(pd.DataFrame(rows))
+    assert list(table.which) == ["worst", "best"] and list(table.patient_id) == ["P1", "P2"]
+    assert list(table.dsc) == [0.2, 0.8] and set(table.ground_truth) == {"label_a"}
+
+
+def find_chromium() -> str | None:
+    """Chromium from PETCT_CHROMIUM or PATH (Debian's package: apt-get install chromium)."""
+    named = os.environ.get("PETCT_CHROMIUM")
+    if named:
+        return named
+    return next((shutil.which(name) for name in CHROMIUM_NAMES if shutil.which(name)), None)
+
+
+def chromium_run(chromium: str, url: str, profile: Path, *action: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on one page with WebGL through SwiftShader, no network, virtual time for the page's work."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+             "--disable-quic", f"--user-data-dir={profile}", "--window-size=1200,800", "--hide-scrollbars",
+             "--virtual-time-budget=30000"]
+    return subprocess.run([chromium, *flags, *action, url], capture_output=True, text=True, timeout=180)
+
+
+def canvas_pixels(png: Path) -> np.ndarray:
+    """The viewer's canvas part of a 1200 x 800 screenshot (below the header, left of the control panel), RGB 0-255."""
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(str(png))[..., :3] * 255).round().astype(int)
+    return pixels[70:790, 5:870]
+
+
+def coloured(pixels: np.ndarray) -> np.ndarray:
+    """Saturated pixels that are not the green crosshair: overlays (labels, PET)."""
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    saturated = pixels.max(-1) - pixels.min(-1) > 60
+    crosshair = (g > 150) & (r < 120) & (b < 120)
+    return saturated & ~crosshair
+
+
+@pytest.mark.slow
+def test_viewer_page_in_headless_chromium(tiny_study, tmp_path):
+    """A rendered viewer page shows the CT, coloured overlays and PET in the canvas, says it is ready (no error),
+    and hiding layers by URL changes the pixels."""
+    from studylib.reporting.viewer import write_viewer_pages
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium; or set PETCT_CHROMIUM): "
+                    "the viewer's browser test needs a browser")
+    out, _ = tiny_study
+    pid = json.loads((out / "splits.json").read_text())[0]["test"][0]
+    pages = write_viewer_pages(out, tmp_path / "viewer", patients=[pid])
+    assert [p.name for p in pages] == [f"{pid}.html"] and (tmp_path / "viewer" / "niivue.umd.js").exists()
+    url = pages[0].as_uri()
+    dom = chromium_run(chromium, url, tmp_path / "profile", "--dump-dom").stdout
+    assert 'data-ready="true"' in dom and "ready:" in dom and "error:" not in dom, dom[-2000:]
+    shots = {}
+    for name, query in {"labels": "?hide=pet", "ct": "?overlays=none&hide=pet", "pet": "?overlays=none",
+                        "default": ""}.items():
+        shots[name] = tmp_path / f"{name}.png"
+        result = chromium_run(chromium, url + query, tmp_path / "profile", f"--screenshot={shots[name]}")
+        assert shots[name].exists(), result.stderr[-2000:]
+    keep = os.environ.get("PETCT_VIEWER_SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for path in shots.values():
+            shutil.copy(path, Path(keep) / path.name)
+    ct, labels, pet = (canvas_pixels(shots[name]) for name in ("ct", "labels", "pet"))
+    grey = (ct.max(-1) - ct.min(-1) < 12) & (ct.mean(-1) > 40)
+    assert grey.mean() > 0.05, "the CT is not drawn (canvas blank or black)"
+    assert coloured(ct).sum() < 50, "coloured pixels without any overlay"
+    assert coloured(labels).sum() > 200, "the labels are not drawn in colour"
+    assert coloured(pet).sum() > 200, "the PET is not fused in colour"
+    changed = np.abs(labels - ct).max(-1) > 30
+    assert changed.sum() > 200, "hiding the label layers did not change the picture"
+    assert np.array_equal(canvas_pixels(shots["default"]).shape, ct.shape)
+
+
+@pytest.mark.slow
+def test_viewer_notebook_opens_worst_and_best_patients(tiny_study, tmp_path):
+    """Notebook 04 under papermill: the worst and best test patient of each family, a Niivue widget for each."""
+    from studylib.reporting import aggregate
+    from studylib.reporting.notebook_viewer import patients_to_open
+
+    out, _ = tiny_study
+    executed = tmp_path / "04_viewer.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "04_viewer.ipynb"), str(executed),
+                    "-p", "results", str(out), "--kernel", "python3"], cwd=tmp_path, check=True, capture_output=True)
+    nb = nbformat.read(executed, as_version=4)
+    per_run = aggregate.primary(aggregate.read_per_patient(out / "aggregate" / "per_patient_all.csv"), out)
+    chosen = patients_to_open(per_run)
+    assert 1 <= len(chosen) <= 12 and chosen.patient_id.is_unique
+    assert all(reason.startswith(("worst of", "best of")) for reason in "; ".join(chosen.reason).split("; "))
+    headings = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                if o.get("output_type") == "display_data" and "text/markdown" in o.get("data", {})]
+    assert [h.split(":")[0].removeprefix("### ") for h in headings] == list(chosen.patient_id)
+    widgets = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == len(chosen)
