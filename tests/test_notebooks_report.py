@@ -101,6 +101,12 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
+    # every test patient has a viewer page beside the report, linked by a relative path, Niivue beside it
+    pages = sorted(p.name for p in (html.parent / "viewer").glob("*.html"))
+    assert pages == sorted(f"{pid}.html" for split in json.loads((out / "splits.json").read_text())
+                           for pid in split["test"])
+    assert all(f'href="viewer/{page}"' in text for page in pages)
+    assert (html.parent / "viewer" / "niivue.umd.js").exists() and (html.parent / "viewer" / "NIIVUE_LICENSE").exists()
     ctx = __import__("studylib.reporting.context", fromlist=["ReportContext"]).ReportContext.load(out)
     assert ctx.claims.verdict.isin(["replicated", "contradicted", "inconclusive", "not testable",
                                     "holds by construction"]).all()

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.imageio import ImageGeometry
+from ..ingest.modalities import MODALITY_NAMES
 from ..plans.results_folder import AGGREGATE, REPORT, SPLITS, VIEWER, viewer_page_file
 
 NIIVUE_DIR = Path(__file__).resolve().parent / "niivue"
@@ -46,8 +47,8 @@ CT_WINDOWS = {"bone": (-500.0, 1500.0), "soft tissue": (-160.0, 240.0)}
 LABEL_COLOURS = {"label_a": (230, 41, 55), "label_b": (0, 121, 241), "reader_3": (200, 122, 255),
                  "reader_4": (255, 161, 0), "truth": (253, 249, 0), "consensus": (0, 228, 48),
                  "union": (255, 109, 194), "intersection": (102, 191, 255)}
-OTHER_COLOURS = [(255, 203, 0), (0, 158, 47), (135, 60, 190), (211, 176, 131), (127, 106, 79), (190, 33, 55),
-                 (0, 82, 172), (255, 0, 255), (0, 255, 255), (255, 128, 0), (128, 255, 0), (255, 255, 255)]
+OTHER_COLOURS = [(255, 128, 0), (0, 255, 255), (255, 0, 255), (128, 255, 0), (211, 176, 131), (135, 60, 190),
+                 (0, 158, 47), (190, 33, 55), (0, 82, 172), (127, 106, 79), (255, 203, 0), (255, 255, 255)]
 
 
 @dataclass
@@ -275,7 +276,8 @@ def display_patient(results: str | os.PathLike, patient_id: str,
     spare = iter(OTHER_COLOURS)
     for (modality, model), path in predictions.items():
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(bool)
-        layers.append(Layer(f"pred.{modality}.{model}", f"model {model}, {modality}", "prediction", mask(array), 0.5, 1.0,
+        layers.append(Layer(f"pred.{modality}.{model}", f"model {model} ({MODALITY_NAMES.get(modality, modality)})",
+                            "prediction", mask(array), 0.5, 1.0,
                             visible=False, colour=next(spare, (255, 255, 255)), source=relative(path)))
     for path in sorted((results / AGGREGATE / "disagreement").glob(f"{patient_id}__*.nii.gz")):
         counts = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
