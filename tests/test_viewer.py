@@ -23,6 +23,7 @@ from studylib.reporting.viewer import (
     display_box,
     display_geometry,
     extreme_patients,
+    focus_fraction,
     focus_voxel,
     nifti_gz_bytes,
     ras_mm,
@@ -78,6 +79,13 @@ def test_nifti_bytes_read_back_with_slope_and_geometry(tmp_path):
     assert gzip.decompress(path.read_bytes())[344:347] == b"n+1"
     # the RAS position of a voxel is the LPS one with x and y negated
     assert ras_mm(geometry, (1, 2, 3)) == pytest.approx([-(10.0 + 4.5), -(-20.0 + 4.0), 5.0 + 3.0])
+
+
+def test_focus_fraction_follows_the_orientation():
+    lps = ImageGeometry((10, 20, 5), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))  # x runs to the patient's left: R is -x
+    assert focus_fraction(lps, (2, 4, 0)) == pytest.approx([1 - 0.5 / 10, 1 - 4.5 / 20, 2.5 / 5])
+    flipped = ImageGeometry((10, 20, 5), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    assert focus_fraction(flipped, (2, 4, 0)) == pytest.approx([0.5 / 10, 4.5 / 20, 2.5 / 5])
 
 
 def test_focus_is_the_labels_centre():

@@ -18,6 +18,7 @@ from .viewer import (
     DisplayPatient,
     display_patient,
     extreme_patients,
+    focus_fraction,
     nifti_gz_bytes,
 )
 
@@ -61,6 +62,7 @@ def patient_viewer(results: str | os.PathLike, patient_id: str, height: int = 52
                                                   "I": [0, 255]})
     nv.load_volumes(layer_volumes(patient))
     nv.set_slice_type(SliceType.MULTIPLANAR)
+    nv.scene.crosshair_pos = focus_fraction(patient.geometry, patient.focus)  # open on the labels' centre
 
     opacity = {"pet": widgets.FloatSlider(0.5, min=0, max=1, step=0.05, description="PET opacity"),
                "mask": widgets.FloatSlider(0.6, min=0.1, max=1, step=0.05, description="overlays")}
@@ -105,9 +107,9 @@ def patient_viewer(results: str | os.PathLike, patient_id: str, height: int = 52
         readout.value = f"<code>{location.get('string', '')}</code>"
 
     nv.on_location_change(on_location)
-    panel = widgets.VBox([*controls, opacity["mask"], widgets.HTML("<b>Layers</b>"), *boxes.values()],
-                         layout=widgets.Layout(width="330px"))
+    settings = widgets.VBox([*controls, opacity["mask"]])
+    layers = widgets.VBox([widgets.HTML("<b>Layers</b>"), *boxes.values()])
     note = widgets.HTML(f"<b>{patient.patient_id}</b>"
                         + (f" (test patient of fold {patient.fold})" if patient.fold is not None else "")
                         + f": {patient.note()}")
-    return widgets.VBox([note, view, widgets.HBox([nv, panel]), readout])
+    return widgets.VBox([note, view, nv, readout, widgets.HBox([settings, layers])])

@@ -158,6 +158,19 @@ def ras_mm(geometry: ImageGeometry, voxel_zyx: Sequence[int]) -> list[float]:
     return [float(-lps[0]), float(-lps[1]), float(lps[2])]
 
 
+def focus_fraction(geometry: ImageGeometry, voxel_zyx: Sequence[int]) -> list[float]:
+    """Niivue's crosshair position (fractions along R, A, S of the volume turned to its nearest RAS orientation) of
+    a voxel (z, y, x) of ``geometry``."""
+    ras = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(geometry.direction, float).reshape(3, 3)
+    index, size = voxel_zyx[::-1], geometry.size
+    fraction = [0.5, 0.5, 0.5]
+    for axis in range(3):  # the world axis each image axis runs along, and which way
+        world = int(np.argmax(np.abs(ras[:, axis])))
+        along = (index[axis] + 0.5) / size[axis]
+        fraction[world] = float(along if ras[world, axis] > 0 else 1.0 - along)
+    return fraction
+
+
 def nifti_gz_bytes(array: np.ndarray, geometry: ImageGeometry, slope: float = 1.0) -> bytes:
     """A gzipped NIfTI-1 file of ``array`` (z, y, x) on ``geometry``, with scale slope ``slope`` in its header."""
     import SimpleITK as sitk
