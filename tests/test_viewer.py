@@ -1,13 +1,15 @@
 """The per-patient viewer: display-grid math, NIfTI bytes, the worst/best choice, the report's viewer page in
 headless Chromium (WebGL through SwiftShader) and notebook 04 under papermill."""
 
+import base64
 import gzip
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -118,21 +120,73 @@ def find_chromium() -> str | None:
     return next((shutil.which(name) for name in CHROMIUM_NAMES if shutil.which(name)), None)
 
 
-def chromium_run(chromium: str, url: str, profile: Path, *action: str) -> subprocess.CompletedProcess:
-    """Headless Chromium on one page with WebGL through SwiftShader, no network, virtual time for the page's work."""
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-             "--disable-quic", f"--user-data-dir={profile}", "--window-size=1200,800", "--hide-scrollbars",
-             "--virtual-time-budget=20000"]
-    return subprocess.run([chromium, *flags, *action, url], capture_output=True, text=True, timeout=180)
+class HeadlessPage:
+    """One tab of headless Chromium driven over the DevTools protocol (websocket-client, which jupyter_server
+    brings): WebGL through SwiftShader, no network, a 1200 x 800 viewport."""
 
+    def __init__(self, chromium: str, profile: Path):
+        import websocket
 
-def canvas_pixels(png: Path) -> np.ndarray:
-    """The viewer's canvas part of a 1200 x 800 screenshot (below the header, left of the control panel), RGB 0-255."""
-    import matplotlib.image
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+                 "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
+                 "--remote-debugging-port=0", "--remote-allow-origins=*", "about:blank"]
+        self.process = subprocess.Popen([chromium, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30))
+        page = next(t for t in targets if t["type"] == "page")
+        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=300)
+        self.calls = 0
+        self.call("Emulation.setDeviceMetricsOverride", width=1200, height=800, deviceScaleFactor=1, mobile=False)
 
-    pixels = (matplotlib.image.imread(str(png))[..., :3] * 255).round().astype(int)
-    return pixels[70:790, 5:870]
+    def call(self, method: str, **params) -> dict:
+        """Send one DevTools command and return its result."""
+        self.calls += 1
+        self.socket.send(json.dumps({"id": self.calls, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.calls:
+                assert "error" not in message, message
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page."""
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                         awaitPromise=True)["result"].get("value")
+
+    def open(self, url: str, timeout: float = 300) -> str:
+        """Load ``url`` and wait until the viewer says it is ready (or has failed); its status line."""
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if self.evaluate("document.readyState === 'complete' && (document.body.dataset.ready === 'true' || "
+                             "document.getElementById('status').className === 'error')"):
+                break
+        time.sleep(1.0)  # a frame or two after the last draw
+        return self.evaluate("document.getElementById('status').textContent")
+
+    def canvas(self) -> np.ndarray:
+        """The viewer's canvas as pixels (RGB, 0-255), from a screenshot of its rectangle."""
+        import io
+
+        import matplotlib.image
+
+        box = self.evaluate("(() => { const r = document.getElementById('gl').getBoundingClientRect(); "
+                            "return [r.x, r.y, r.width, r.height]; })()")
+        clip = dict(zip(("x", "y", "width", "height"), box), scale=1)
+        png = base64.b64decode(self.call("Page.captureScreenshot", format="png", clip=clip)["data"])
+        self.last_png = png
+        return (matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3] * 255).round().astype(int)
+
+    def close(self) -> None:
+        """Close the connection and end the browser."""
+        self.socket.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
 
 
 def coloured(pixels: np.ndarray) -> np.ndarray:
@@ -145,8 +199,8 @@ def coloured(pixels: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_viewer_page_in_headless_chromium(tiny_study, tmp_path):
-    """A rendered viewer page shows the CT, coloured overlays and PET in the canvas, says it is ready (no error),
-    and hiding layers by URL changes the pixels."""
+    """A rendered viewer page, opened from disk: the canvas shows the CT, the PET and the labels in colour, switching
+    layers off (their checkboxes, or the URL) changes the pixels, and a click shows the values under the crosshair."""
     from studylib.reporting.viewer import write_viewer_pages
 
     chromium = find_chromium()
@@ -157,28 +211,45 @@ def test_viewer_page_in_headless_chromium(tiny_study, tmp_path):
     pid = json.loads((out / "splits.json").read_text())[0]["test"][0]
     pages = write_viewer_pages(out, tmp_path / "viewer", patients=[pid])
     assert [p.name for p in pages] == [f"{pid}.html"] and (tmp_path / "viewer" / "niivue.umd.js").exists()
-    url = pages[0].as_uri()
-    dom = chromium_run(chromium, url, tmp_path / "profile", "--dump-dom").stdout
-    status = re.search(r'<span id="status"( class="error")?>([^<]*)</span>', dom)
-    assert status and status.group(2).startswith("ready:") and 'data-ready="true"' in dom, dom[-2000:]
-    shots = {}
-    for name, query in {"labels": "?hide=pet", "ct": "?overlays=none&hide=pet", "pet": "?overlays=none"}.items():
-        shots[name] = tmp_path / f"{name}.png"
-        result = chromium_run(chromium, url + query, tmp_path / "profile", f"--screenshot={shots[name]}")
-        assert shots[name].exists(), result.stderr[-2000:]
-    keep = os.environ.get("PETCT_VIEWER_SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
+    keep = Path(os.environ["PETCT_VIEWER_SCREENSHOTS"]) if os.environ.get("PETCT_VIEWER_SCREENSHOTS") else None
+    browser = HeadlessPage(chromium, tmp_path / "profile")
+    try:
+        status = browser.open(pages[0].as_uri())
+        assert status.startswith("ready:"), status
+        shots = {"default": browser.canvas()}  # CT, PET and the labels label_a and label_b
+        readout = browser.evaluate("document.getElementById('readout').textContent")
+        assert "HU" in readout and "SUV" in readout and "label_a: inside" in readout, readout
+        shots_png = {"default": browser.last_png}
+        browser.evaluate("document.getElementById('pet_visible').click()")
+        shots["labels"], shots_png["labels"] = browser.canvas(), browser.last_png
+        checked = browser.evaluate("Array.from(document.querySelectorAll('#groups input:checked'))"
+                                   ".map(box => { box.click(); return box.id; })")
+        assert checked == ["layer_label.label_a", "layer_label.label_b"], checked
+        shots["ct"], shots_png["ct"] = browser.canvas(), browser.last_png
+        assert browser.open(pages[0].as_uri() + "?overlays=none&hide=pet&view=axial").startswith("ready:")
+        shots["url_axial"], shots_png["url_axial"] = browser.canvas(), browser.last_png
+        width, height = browser.evaluate("[document.getElementById('gl').width, document.getElementById('gl').height]")
+        browser.call("Input.dispatchMouseEvent", type="mousePressed", x=width // 3, y=height // 2, button="left",
+                     clickCount=1)
+        browser.call("Input.dispatchMouseEvent", type="mouseReleased", x=width // 3, y=height // 2, button="left",
+                     clickCount=1)
+        time.sleep(1.0)
+        moved = browser.evaluate("document.getElementById('readout').textContent")
+    finally:
+        browser.close()
     if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        for path in shots.values():
-            shutil.copy(path, Path(keep) / path.name)
-    ct, labels, pet = (canvas_pixels(shots[name]) for name in ("ct", "labels", "pet"))
+        keep.mkdir(parents=True, exist_ok=True)
+        for name, png in shots_png.items():
+            (keep / f"{name}.png").write_bytes(png)
+    ct = shots["ct"]
     grey = (ct.max(-1) - ct.min(-1) < 12) & (ct.mean(-1) > 40)
     assert grey.mean() > 0.05, "the CT is not drawn (canvas blank or black)"
-    assert coloured(ct).sum() < 50, "coloured pixels without any overlay"
-    assert coloured(labels).sum() > 200, "the labels are not drawn in colour"
-    assert coloured(pet).sum() > 200, "the PET is not fused in colour"
-    changed = np.abs(labels - ct).max(-1) > 30
-    assert changed.sum() > 200, "hiding the label layers did not change the picture"
+    assert coloured(ct).sum() < 50, "coloured pixels with every overlay switched off"
+    assert coloured(shots["labels"]).sum() > 200, "the labels are not drawn in colour"
+    assert (np.abs(shots["labels"] - ct).max(-1) > 30).sum() > 200, "switching the labels off changed nothing"
+    assert (np.abs(shots["default"] - shots["labels"]).max(-1) > 30).sum() > 200, "switching PET off changed nothing"
+    assert coloured(shots["url_axial"]).sum() < 50 and not np.array_equal(shots["url_axial"], ct)  # axial only
+    assert moved != readout and "HU" in moved, "a click did not move the crosshair's readout"
 
 
 @pytest.mark.slow
