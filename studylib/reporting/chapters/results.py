@@ -288,7 +288,7 @@ def viewer_markdown(ctx: ReportContext) -> str:
             "with WebGL 2): CT in a bone or soft-tissue window with PET fused (colour map and SUV range adjustable), "
             "every label (readers, consensus targets, truth where the cohort has one), every model family's "
             "prediction from the fold that tested the patient and the disagreement maps, each a layer to switch on "
-            "or off, in axial, coronal and sagittal views, with CT HU, SUV and every layer's value under the "
+            "or off, in axial, coronal and sagittal views, with CT HU, SUV and each shown layer's value under the "
             f"crosshair. Below, the worst and the best test patient of each model family (3D DSC against the label "
             f"the model reproduces, seed {seed}, full volume; the worst are the failure cases). Every test patient: "
             f"{every}.\n\n" + markdown_table(table))
