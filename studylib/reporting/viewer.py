@@ -30,7 +30,19 @@ import pandas as pd
 
 from ..ingest.imageio import ImageGeometry
 from ..ingest.modalities import MODALITY_NAMES
-from ..plans.results_folder import AGGREGATE, REPORT, SPLITS, VIEWER, viewer_page_file
+from ..plans.results_folder import (
+    AGGREGATE,
+    CACHE,
+    DISAGREEMENT_MAPS,
+    PLAN,
+    PREDICTIONS,
+    PROFILE_SNAPSHOT,
+    REPORT,
+    SPLITS,
+    VIEWER,
+    viewer_page_file,
+)
+from ..preprocessing.cache import CACHE_META, CACHE_NATIVE
 
 NIIVUE_DIR = Path(__file__).resolve().parent / "niivue"
 NIIVUE_BUNDLE = "niivue.umd.js"
@@ -207,7 +219,7 @@ def _pet_on_ct(results: Path, record, ct) -> np.ndarray | None:
     if "pet" not in record.images:
         return None
     pet = read_image(record.images["pet"], record.patient_id, "PT")
-    meta = json.loads((results / "cache" / record.patient_id / "meta.json").read_text())
+    meta = json.loads((results / CACHE / record.patient_id / CACHE_META).read_text())
     return sitk.GetArrayFromImage(resample_to(pet, ct, transform_from_record(meta["registration"])))
 
 
@@ -222,18 +234,17 @@ def prediction_files(results: Path, patient_id: str) -> dict[tuple[str, str], Pa
     the patient, at the study's first seed and primary share of lesion-free slices (the report's primary rows)."""
     from ..inference.volume import prediction_patient
     from ..plans.profiles import load_profile
-    from ..plans.runs import PLAN_FILE
     from .aggregate import planned_cells
 
-    profile = load_profile(results / "profile.yaml")
-    plan = json.loads((results / PLAN_FILE).read_text())
+    profile = load_profile(results / PROFILE_SNAPSHOT)
+    plan = json.loads((results / PLAN).read_text())
     background = plan.get("primary_background_fraction", min(profile.study.background_fractions))
     seed, fold = profile.study.seeds[0], test_fold(results, patient_id)
     found = {}
     for run, cell in planned_cells(results):
         if (cell.fold, cell.seed) != (fold, seed) or not math.isclose(cell.background_fraction, background):
             continue
-        for path in sorted(run.glob(f"predictions/{patient_id}*.nii.gz")):
+        for path in sorted(run.glob(f"{PREDICTIONS}/{patient_id}*.nii.gz")):
             stem = path.name.removesuffix(".nii.gz")
             if prediction_patient(stem) == patient_id:
                 model = stem.split("__", 1)[1] if "__" in stem else cell.label
@@ -248,15 +259,14 @@ def display_patient(results: str | os.PathLike, patient_id: str,
 
     from ..ingest.cohort import load_cohort
     from ..ingest.imageio import read_image
-    from ..plans.runs import PLAN_FILE
     from ..preprocessing.cache import load_native
 
     results = Path(results).resolve()
-    plan = json.loads((results / PLAN_FILE).read_text())
+    plan = json.loads((results / PLAN).read_text())
     record = load_cohort(results / plan["cohort"]).patient(patient_id)
     ct_image = read_image(record.images["ct"], patient_id, "CT")
     ct = sitk.GetArrayFromImage(ct_image)
-    labels, body = load_native(results / "cache", patient_id)
+    labels, body = load_native(results / CACHE, patient_id)
     box = display_box(body)
     shape = tuple(s.stop - s.start for s in box)
     k = block_factor(shape, max_voxels)
@@ -284,7 +294,7 @@ def display_patient(results: str | os.PathLike, patient_id: str,
     for name in sorted(labels, key=lambda n: (n == "truth", n not in LABEL_COLOURS, n)):
         layers.append(Layer(f"label.{name}", name, "label", mask(labels[name]), 0.5, 1.0,
                             visible=name in ("label_a", "label_b"), colour=colours[f"label:{name}"],
-                            source=relative(results / "cache" / patient_id / "native.npz")))
+                            source=relative(results / CACHE / patient_id / CACHE_NATIVE)))
     predictions = prediction_files(results, patient_id)
     spare = iter(OTHER_COLOURS)
     for (modality, model), path in predictions.items():
@@ -292,7 +302,7 @@ def display_patient(results: str | os.PathLike, patient_id: str,
         layers.append(Layer(f"pred.{modality}.{model}", f"model {model} ({MODALITY_NAMES.get(modality, modality)})",
                             "prediction", mask(array), 0.5, 1.0,
                             visible=False, colour=next(spare, (255, 255, 255)), source=relative(path)))
-    for path in sorted((results / AGGREGATE / "disagreement").glob(f"{patient_id}__*.nii.gz")):
+    for path in sorted((results / AGGREGATE / DISAGREEMENT_MAPS).glob(f"{patient_id}__*.nii.gz")):
         counts = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
         what = path.name.removesuffix(".nii.gz").split("__", 1)[1].replace("__", " ")
         top = max(int(counts.max()), 1)
@@ -355,7 +365,7 @@ def write_viewer_pages(results: str | os.PathLike, out_dir: str | os.PathLike | 
         shutil.copyfile(NIIVUE_DIR / name, out / (name if name == NIIVUE_BUNDLE else "NIIVUE_LICENSE"))
     pages = []
     for pid in patients if patients is not None else viewer_patients(results):
-        if not (results / "cache" / pid / "native.npz").exists():
+        if not (results / CACHE / pid / CACHE_NATIVE).exists():
             continue
         page = out / viewer_page_file(pid)
         page.write_text(viewer_page(display_patient(results, pid, max_voxels)))
