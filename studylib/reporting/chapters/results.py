@@ -284,14 +284,17 @@ def viewer_markdown(ctx: ReportContext) -> str:
     table = table.rename(columns={"modality": "input", "train_label": "model", "ground_truth": "scored against"})
     seed = int(ctx.per_run.seed.min())
     every = ", ".join(viewer_link(pid) for pid in viewer_patients(ctx.results))
+    tied = int((extremes.groupby(["modality", "train_label"]).dsc.nunique() == 1).sum())
+    ties = (f" In {tied} famil{'y' if tied == 1 else 'ies'} every test patient scores the same (every prediction "
+            "empty, for instance): there the worst and the best are the first and the last patient id." if tied else "")
     return ("Each test patient has a viewer page (HTML report only; it opens from disk, offline, in any browser "
             "with WebGL 2): CT in a bone or soft-tissue window with PET fused (colour map and SUV range adjustable), "
             "every label (readers, consensus targets, truth where the cohort has one), every model family's "
             "prediction from the fold that tested the patient and the disagreement maps, each a layer to switch on "
             "or off, in axial, coronal and sagittal views, with CT HU, SUV and each shown layer's value under the "
             f"crosshair. Below, the worst and the best test patient of each model family (3D DSC against the label "
-            f"the model reproduces, seed {seed}, full volume; the worst are the failure cases). Every test patient: "
-            f"{every}.\n\n" + markdown_table(table))
+            f"the model reproduces, seed {seed}, full volume; the worst are the failure cases).{ties} Every test "
+            f"patient: {every}.\n\n" + markdown_table(table))
 
 
 def real_data_section(ctx: ReportContext) -> str:
