@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "sts_petct_ibsi"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,16 @@ def quick_cohort(tmp_path_factory) -> Path:
 
     return generate_cohort(tmp_path_factory.mktemp("cohort") / "synthetic", patients=4, seed=0, scale="quick",
                            progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The tiny end-to-end study (tests/tiny_profile.yaml), run once per session: (results folder, study record)."""
+    from studylib.pipeline.study import run_study
+
+    out = tmp_path_factory.mktemp("study") / "results"
+    record = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=2, progress=False)
+    return out, record
 
 
 def needs_realdata():

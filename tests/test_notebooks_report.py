@@ -47,15 +47,6 @@ def test_quarto_project_is_valid():
     assert len(labels) == len(set(labels))
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    from studylib.pipeline.study import run_study
-
-    out = tmp_path_factory.mktemp("study") / "results"
-    record = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=2, progress=False)
-    return out, record
-
-
 @pytest.mark.slow
 def test_study_end_to_end_and_report(tiny_study):
     out, record = tiny_study
@@ -110,6 +101,12 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
+    # every test patient has a viewer page beside the report, linked by a relative path, Niivue beside it
+    pages = sorted(p.name for p in (html.parent / "viewer").glob("*.html"))
+    assert pages == sorted(f"{pid}.html" for split in json.loads((out / "splits.json").read_text())
+                           for pid in split["test"])
+    assert all(f'href="viewer/{page}"' in text for page in pages)
+    assert (html.parent / "viewer" / "niivue.umd.js").exists() and (html.parent / "viewer" / "NIIVUE_LICENSE").exists()
     ctx = __import__("studylib.reporting.context", fromlist=["ReportContext"]).ReportContext.load(out)
     assert ctx.claims.verdict.isin(["replicated", "contradicted", "inconclusive", "not testable",
                                     "holds by construction"]).all()

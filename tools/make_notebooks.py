@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from studylib.pipeline.notebooks import AGGREGATE_NOTEBOOK, COHORT_NOTEBOOK, RUN_NOTEBOOK
+from studylib.pipeline.notebooks import AGGREGATE_NOTEBOOK, COHORT_NOTEBOOK, RUN_NOTEBOOK, VIEWER_NOTEBOOK
 
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -85,7 +85,39 @@ AGGREGATE = [
              "    p = Path(results) / AGGREGATE / f'{name}.png'\n    if p.exists():\n        display(Image(filename=str(p)))"),
 ]
 
-NOTEBOOKS = {COHORT_NOTEBOOK: COHORT, RUN_NOTEBOOK: TRAIN_EVAL, AGGREGATE_NOTEBOOK: AGGREGATE}
+VIEWER = [
+    ("md", "# 04 - Look at the patients\nThe worst and the best test patient of every model family (3D DSC against "
+           "the label the model reproduces, first seed, from `aggregate/per_patient_all.csv`), each in Niivue: CT "
+           "(bone or soft-tissue window) with PET fused (colour map, SUV range and opacity adjustable), every label, "
+           "every model family's prediction from the fold that tested the patient and the disagreement maps, each a "
+           "layer to switch on or off; axial, coronal, sagittal; click for CT HU, SUV and each layer's value under "
+           "the crosshair. The viewer (ipyniivue) carries its JavaScript: it works offline. Run `python -m studylib "
+           "aggregate` first."),
+    ("code", 'results = "results/quick"\npatients = ""  # comma-separated ids; empty: the worst and best of each family\n'
+             "max_viewers = 12  # a browser keeps about 16 WebGL canvases alive at once\nmax_voxels = 4000000",
+     "parameters"),
+    ("code", "from pathlib import Path\nimport pandas as pd\nfrom IPython.display import Markdown, display\n"
+             "from studylib.reporting import aggregate\n"
+             "from studylib.reporting.notebook_viewer import patient_viewer, patients_to_open\n\n"
+             "per_run = aggregate.primary(aggregate.read_per_patient(Path(results) / 'aggregate' / "
+             "'per_patient_all.csv'), results)\n"
+             "chosen = patients_to_open(per_run)\n"
+             "if patients:\n"
+             "    chosen = pd.DataFrame({'patient_id': [p.strip() for p in patients.split(',')], 'reason': 'asked for'})\n"
+             "left_out = chosen.iloc[int(max_viewers):]\nchosen = chosen.iloc[:int(max_viewers)]\n"
+             "if len(left_out):\n"
+             "    print(f'not opened (max_viewers={max_viewers}):', ', '.join(left_out.patient_id))\nchosen"),
+    ("md", "## Viewers\nEach viewer shows the patient's CT grid cropped to the body; above `max_voxels` it is also "
+           "downsampled for display, as the line above the viewer says (the metrics were computed at full "
+           "resolution)."),
+    ("code", "viewers = {}\nfor patient_id, reason in zip(chosen.patient_id, chosen.reason):\n"
+             "    display(Markdown(f'### {patient_id}: {reason}'))\n"
+             "    viewers[patient_id] = patient_viewer(results, patient_id, max_voxels=int(max_voxels))\n"
+             "    display(viewers[patient_id])"),
+]
+
+NOTEBOOKS = {COHORT_NOTEBOOK: COHORT, RUN_NOTEBOOK: TRAIN_EVAL, AGGREGATE_NOTEBOOK: AGGREGATE,
+             VIEWER_NOTEBOOK: VIEWER}
 
 
 def write_notebooks(folder: Path = HERE) -> list[Path]:

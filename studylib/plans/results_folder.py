@@ -16,6 +16,7 @@ AGGREGATE = "aggregate"  # written by reporting/aggregate.py (and the disagreeme
 COHORT_QA = "cohort_qa"  # written by reporting/cohort_qa.py
 NOTEBOOKS = "notebooks"  # the executed cohort and aggregate notebooks
 REPORT = "report"
+VIEWER = "viewer"  # inside REPORT: a viewer page per test patient (reporting/viewer.py)
 
 # Records of the study at the top of the results folder.
 PROFILE_SNAPSHOT = "profile.yaml"
@@ -95,6 +96,11 @@ def table1_extra_file(label: str) -> str:
 def table1_tests_file(label: str) -> str:
     """The paired tests between modalities for ``label``."""
     return f"table1_tests_{label}.csv"
+
+
+def viewer_page_file(patient_id: str) -> str:
+    """The viewer page of one patient, in the report's VIEWER folder."""
+    return f"{patient_id}.html"
 
 
 def results_folder(out: str | os.PathLike, cohort: str | None) -> Path:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from ..plans.results_folder import REPORT
+from ..plans.results_folder import REPORT, VIEWER
 from ..plans.results_lock import results_lock
 from .context import ReportContext
+from .viewer import write_viewer_pages
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
 
@@ -125,7 +126,8 @@ def _fallback_render(results: Path, out_html: Path) -> Path:
 
 
 def render_report(results: str | os.PathLike, force_fallback: bool = False) -> Path:
-    """Render ``report/`` for a results folder: Quarto (HTML + typst PDF) when available, else the fallback HTML."""
+    """Render ``report/`` for a results folder: Quarto (HTML + typst PDF) when available, else the fallback HTML; then
+    a viewer page per test patient in ``report/viewer/`` (``viewer.write_viewer_pages``)."""
     results = Path(results).resolve()
     ReportContext.load(results)  # fail early with a clear message
     out_dir = results / REPORT
@@ -133,8 +135,11 @@ def render_report(results: str | os.PathLike, force_fallback: bool = False) -> P
         if shutil.which("quarto") and not force_fallback:
             env = {**os.environ, "PETCT_RESULTS": str(results)}
             subprocess.run(["quarto", "render", str(REPORT_DIR), "--output-dir", str(out_dir)], check=True, env=env)
-            return out_dir / "index.html"
-        return _fallback_render(results, out_dir / "index.html")
+            html = out_dir / "index.html"
+        else:
+            html = _fallback_render(results, out_dir / "index.html")
+        write_viewer_pages(results, out_dir / VIEWER)  # after rendering: the pages the report links to
+        return html
 
 
 

@@ -9,6 +9,7 @@ from ...plans.results_folder import AGREEMENT, COHORT_QA, READER_SWEEP_SUMMARY
 from ...synthetic.generate import MANIFEST
 from ..context import ReportContext
 from ..markdown import markdown_table
+from ..viewer import viewer_link, viewer_patients
 
 
 def data_section(ctx: ReportContext) -> str:
@@ -27,10 +28,13 @@ def data_section(ctx: ReportContext) -> str:
                          "patients).")
         manifest = cohort_json.parent / MANIFEST
         if manifest.exists():
-            m = pd.read_csv(manifest)
+            m = pd.read_csv(manifest, dtype={"patient_id": str})
             keep = [c for c in ("patient_id", "site", "implant", "confounders", "n_foci", "truth_ml", "label_a_ml",
                                 "label_b_ml", "label_a_slices", "label_b_slices", "suvmax") if c in m]
-            lines.append("\nPer-patient summary:\n\n" + markdown_table(m[keep]))
+            m = m[keep].astype({"patient_id": str})
+            tested = set(viewer_patients(ctx.results))
+            m["patient_id"] = [viewer_link(pid) if pid in tested else pid for pid in m.patient_id]
+            lines.append("\nPer-patient summary (a patient's id opens its viewer page):\n\n" + markdown_table(m))
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""The report's Results chapter (report/index.qmd): Tables 1-2, tests, localisation, regions, readers, disagreement, background slices, convergence, a real cohort."""
+"""The report's Results chapter (report/index.qmd): Tables 1-2, tests, localisation, regions, readers, disagreement, background slices, convergence, the per-patient viewer pages, a real cohort."""
 
 from __future__ import annotations
 
@@ -260,6 +260,41 @@ def convergence_markdown(ctx: ReportContext) -> str:
     lines.append(f"Models A and B of each cell trained on {'the identical' if same else 'DIFFERENT'} slice sets "
                  "(equal slice digests in every run's summary).\n")
     return "\n".join(lines) + "\n" + markdown_table(shown)
+
+
+def viewer_markdown(ctx: ReportContext) -> str:
+    """Links to the viewer pages: the worst and the best test patient of every model family, then every patient."""
+    from ..viewer import extreme_patients, viewer_link, viewer_patients
+
+    extremes = extreme_patients(ctx.per_run)
+    if extremes.empty:
+        return "No per-patient rows to choose patients from.\n"
+
+    def cell(row: pd.Series) -> str:
+        empty = ", empty prediction" if row.empty_prediction else ""
+        return f"{viewer_link(row.patient_id)} ({100 * row.dsc:.1f}{empty})"
+
+    table = extremes.pivot_table(index=["modality", "train_label", "ground_truth"], columns="which",
+                                 values="patient_id", aggfunc="first").reset_index()[["modality", "train_label",
+                                                                                      "ground_truth"]]
+    for which in ("worst", "best"):
+        chosen = extremes[extremes.which == which].set_index(["modality", "train_label"])
+        table[f"{which} (DSC %)"] = [cell(chosen.loc[(m, t)]) for m, t in zip(table.modality, table.train_label)]
+    table["modality"] = table["modality"].map(lambda m: MODALITY_NAMES.get(m, m))
+    table = table.rename(columns={"modality": "input", "train_label": "model", "ground_truth": "scored against"})
+    seed = int(ctx.per_run.seed.min())
+    every = ", ".join(viewer_link(pid) for pid in viewer_patients(ctx.results))
+    tied = int((extremes.groupby(["modality", "train_label"]).dsc.nunique() == 1).sum())
+    ties = (f" In {tied} famil{'y' if tied == 1 else 'ies'} every test patient scores the same (every prediction "
+            "empty, for instance): there the worst and the best are the first and the last patient id." if tied else "")
+    return ("Each test patient has a viewer page (HTML report only; it opens from disk, offline, in any browser "
+            "with WebGL 2): CT in a bone or soft-tissue window with PET fused (colour map and SUV range adjustable), "
+            "every label (readers, consensus targets, truth where the cohort has one), every model family's "
+            "prediction from the fold that tested the patient and the disagreement maps, each a layer to switch on "
+            "or off, in axial, coronal and sagittal views, with CT HU, SUV and each shown layer's value under the "
+            f"crosshair. Below, the worst and the best test patient of each model family (3D DSC against the label "
+            f"the model reproduces, seed {seed}, full volume; the worst are the failure cases).{ties} Every test "
+            f"patient: {every}.\n\n" + markdown_table(table))
 
 
 def real_data_section(ctx: ReportContext) -> str:
