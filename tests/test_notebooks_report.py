@@ -381,9 +381,10 @@ def test_ray_executor_equals_local(tiny_study, tmp_path):
     threads = json.loads((out / "runs" / chosen[0] / "params.json").read_text())["threads"]
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                    "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"], check=True,
-                   capture_output=True)
+    started = subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                              "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True)
+    assert started.returncode == 0, f"ray start failed:\n{started.stdout[-2000:]}\n{started.stderr[-2000:]}"
     try:
         record = run_grid(copy, progress=False, executor=RayExecutor(f"127.0.0.1:{port}", threads=threads))
     finally:
