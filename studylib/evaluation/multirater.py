@@ -49,8 +49,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..training.models import MASK_THRESHOLD
+
 SOFT_DICE_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)  # D-Persona ``dice_at_thresh``
-PREDICTION_THRESHOLD = 0.5  # D-Persona ``dice_at_all``: a prediction's mask is probability > 0.5
 LOG_EPSILON = 1e-8  # PHiSeg ``variance_ncc_dist``: ``pixel_wise_xent`` adds it inside the log
 
 
@@ -61,9 +62,10 @@ def flat_masks(masks: np.ndarray) -> np.ndarray:
 
 
 def binary_masks(predictions: np.ndarray) -> np.ndarray:
-    """Predicted masks: probabilities above ``PREDICTION_THRESHOLD`` (a boolean stack stays as it is)."""
+    """Predicted masks: probability >= ``MASK_THRESHOLD``, the project's one threshold (D-Persona's ``dice_at_all``
+    uses > 0.5; the two differ only at exactly 0.5). A boolean stack stays as it is."""
     predictions = np.asarray(predictions)
-    return predictions if predictions.dtype == bool else predictions > PREDICTION_THRESHOLD
+    return predictions if predictions.dtype == bool else predictions >= MASK_THRESHOLD
 
 
 def overlaps(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

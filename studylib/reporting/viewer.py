@@ -43,6 +43,7 @@ from ..plans.results_folder import (
     viewer_page_file,
 )
 from ..preprocessing.cache import CACHE_META, CACHE_NATIVE
+from ..preprocessing.intensity import BONE_WINDOW_LEVEL_HU, BONE_WINDOW_WIDTH_HU
 
 NIIVUE_DIR = Path(__file__).resolve().parent / "niivue"
 NIIVUE_BUNDLE = "niivue.umd.js"
@@ -52,8 +53,17 @@ MAX_DISPLAY_VOXELS = 4_000_000  # about 160^3: a page of a few MB that a laptop'
 BODY_MARGIN_VOXELS = 4
 PET_SUV_STEP = 0.01  # PET is stored as int16 with this scale slope (SUV to 0.01, up to 327 SUV)
 
-# Bone window (W 2000, L 500) and soft-tissue window (W 400, L 40), in HU.
-CT_WINDOWS = {"bone": (-500.0, 1500.0), "soft tissue": (-160.0, 240.0)}
+SOFT_TISSUE_WINDOW_WIDTH_HU, SOFT_TISSUE_WINDOW_LEVEL_HU = 400.0, 40.0  # the usual soft-tissue window
+
+
+def window_range(width: float, level: float) -> tuple[float, float]:
+    """The HU range (lowest, highest) a window of ``width`` centred on ``level`` shows."""
+    return level - width / 2, level + width / 2
+
+
+# The bone window is the one the models see (the paper's W1500/L350); the soft-tissue window shows the edema.
+CT_WINDOWS = {"bone": window_range(BONE_WINDOW_WIDTH_HU, BONE_WINDOW_LEVEL_HU),
+              "soft tissue": window_range(SOFT_TISSUE_WINDOW_WIDTH_HU, SOFT_TISSUE_WINDOW_LEVEL_HU)}
 
 # Mask colours (RGB, 0-255): readers and targets first, then the model families, then the disagreement maps.
 LABEL_COLOURS = {"label_a": (230, 41, 55), "label_b": (0, 121, 241), "reader_3": (200, 122, 255),
