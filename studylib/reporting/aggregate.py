@@ -47,10 +47,10 @@ from ..plans.runs import RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
 from .calibration_tables import write_calibration
 from .conditioned_tables import write_conditioned_tables
-from .disagreement import write_disagreement, write_disagreement_figure
+from .disagreement import reader_study, write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
 from .multirater import write_multirater_metrics
-from .truth_tables import study_readers, write_truth_tables
+from .truth_tables import write_truth_tables
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]
@@ -322,7 +322,7 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     written["multirater_patients"] = int(write_multirater_metrics(results).get("patient_id", pd.Series(dtype=str)).nunique())
     written["truth"] = write_truth_tables(results, primary(raw, results))
     written["calibration"] = write_calibration(results, figure_formats)
-    written["conditioned"] = write_conditioned_tables(results, pp, study_readers(results)[0], planned_cells(results))
+    written["conditioned"] = write_conditioned_tables(results, pp, reader_study(results).readers, planned_cells(results))
     if "pred_on_lesion_side" in pp:
         own = own_rows(pp)
         own.pivot_table(index="patient_id", columns=["modality", "train_label"], values="pred_on_lesion_side").round(3).to_csv(

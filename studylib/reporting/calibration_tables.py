@@ -11,7 +11,6 @@ background setting, as the disagreement maps.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -31,19 +30,16 @@ from ..evaluation.calibration import (
 from ..inference.volume import foreground, prediction_file, prediction_stem, probability_stem
 from ..plans.results_folder import (
     AGGREGATE,
-    CACHE,
     CALIBRATION,
     CALIBRATION_BINS_TABLE,
     CALIBRATION_SUMMARY,
     PREDICTIONS,
-    PROFILE_SNAPSHOT,
     RUNS,
-    SPLITS,
 )
 from ..plans.runs import run_id
 from ..preprocessing.targets import STAPLE_MARGIN, VOTE_FRACTION, staple_box, vote_fraction
 from ..training.models import CONDITIONED, MIN_READERS_FOR_PROBABILITIES, conditioned_output
-from .truth_tables import study_readers
+from .disagreement import reader_study
 
 FAMILIES = {"decoupled": "decoupled models, averaged", "conditioned": "conditioned model's styles, averaged",
             VOTE_FRACTION: "vote-fraction model"}
@@ -88,40 +84,33 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
     readers or no probability maps."""
     import SimpleITK as sitk
 
-    from ..plans.profiles import load_profile
-    from ..preprocessing.cache import load_native
     from .figures import reliability_figure, roc_figure, saved
 
     results = Path(results)
-    profile = load_profile(results / PROFILE_SNAPSHOT)
-    readers, _ = study_readers(results)
+    study = reader_study(results)
+    readers = study.readers
     if len(readers) < MIN_READERS_FOR_PROBABILITIES:
         return {}
-    splits = json.loads((results / SPLITS).read_text())
-    seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
     rows, sums, pooled = [], {}, {}
-    for modality in profile.study.modalities:
-        for fold, split in enumerate(splits):
-            for pid in split["test"]:
-                files = family_files(results, modality, fold, seed, readers, background, pid)
-                labels, _ = load_native(results / CACHE, pid)
-                if not files or not all(r in labels for r in readers):
-                    continue
-                maps = {family: [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(np.float32) for f in paths]
-                        for family, paths in files.items()}
-                readers_masks = [labels[r] for r in readers]
-                masks = readers_masks + [foreground(m) for members in maps.values() for m in members]
-                box = staple_box(masks, STAPLE_MARGIN)
-                fraction = vote_fraction([m[box] for m in readers_masks])
-                for family, members in maps.items():
-                    row, family_sums, scores = family_row([np.clip(m[box], 0, 1) for m in members], fraction)
-                    rows.append({"patient_id": pid, "fold": fold, "modality": modality, "family": family, **row})
-                    key = (modality, family)
-                    sums[key] = sums.get(key, 0) + family_sums
-                    pooled.setdefault(key, {"disagree": [], **{s: [] for s in scores}})
-                    pooled[key]["disagree"].append(readers_disagree(fraction).ravel())
-                    for name, score in scores.items():
-                        pooled[key][name].append(score.ravel())
+    for fold, pid, readers_masks in study.test_patients():
+        for modality in study.modalities:
+            files = family_files(results, modality, fold, study.seed, readers, study.background, pid)
+            if not files:
+                continue
+            maps = {family: [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(np.float32) for f in paths]
+                    for family, paths in files.items()}
+            masks = readers_masks + [foreground(m) for members in maps.values() for m in members]
+            box = staple_box(masks, STAPLE_MARGIN)
+            fraction = vote_fraction([m[box] for m in readers_masks])
+            for family, members in maps.items():
+                row, family_sums, scores = family_row([np.clip(m[box], 0, 1) for m in members], fraction)
+                rows.append({"patient_id": pid, "fold": fold, "modality": modality, "family": family, **row})
+                key = (modality, family)
+                sums[key] = sums.get(key, 0) + family_sums
+                pooled.setdefault(key, {"disagree": [], **{s: [] for s in scores}})
+                pooled[key]["disagree"].append(readers_disagree(fraction).ravel())
+                for name, score in scores.items():
+                    pooled[key][name].append(score.ravel())
     if not rows:
         return {}
     table = pd.DataFrame(rows)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,42 @@ from ..plans.results_folder import (
 from ..plans.runs import run_id
 from ..preprocessing.targets import vote_count
 from ..training.models import CONDITIONED, conditioned_output
+
+
+@dataclass(frozen=True)
+class ReaderStudy:
+    """The primary setting of a results folder whose cohort has several readers: the analyses of reader
+    disagreement (maps, the multi-rater suite, calibration) all look at the same test patients and runs."""
+
+    results: Path
+    readers: list[str]  # the study's reader labels, in order (styles of the conditioned model)
+    modalities: list[str]
+    seed: int  # the primary seed and background setting
+    background: float
+    splits: list[dict[str, list[str]]]
+
+    def test_patients(self) -> Iterator[tuple[int, str, list[np.ndarray]]]:
+        """(fold, patient id, the readers' masks in reader order) of every test patient holding every reader."""
+        from ..preprocessing.cache import load_native
+
+        for fold, split in enumerate(self.splits):
+            for pid in split["test"]:
+                labels, _ = load_native(self.results / CACHE, pid)
+                if all(r in labels for r in self.readers):
+                    yield fold, pid, [labels[r] for r in self.readers]
+
+
+def reader_study(results: str | os.PathLike) -> ReaderStudy:
+    """The primary setting of a prepared results folder, read from its profile snapshot, plan and splits."""
+    from ..ingest.cohort import load_cohort
+    from ..plans.profiles import load_profile
+
+    results = Path(results)
+    profile = load_profile(results / PROFILE_SNAPSHOT)
+    plan = json.loads((results / PLAN).read_text())
+    readers = profile.reader_labels(load_cohort(results / plan["cohort"]).train_labels)
+    return ReaderStudy(results, readers, list(profile.study.modalities), profile.study.seeds[0],
+                       profile.study.background_fractions[0], json.loads((results / SPLITS).read_text()))
 
 
 def reader_count_file(maps: Path, pid: str) -> Path:
@@ -90,42 +127,32 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     """
     import SimpleITK as sitk
 
-    from ..ingest.cohort import load_cohort
     from ..ingest.imageio import image_from_array, write_image
-    from ..plans.profiles import load_profile
-    from ..preprocessing.cache import load_cached, load_native
+    from ..preprocessing.cache import load_cached
 
     results = Path(results)
-    profile = load_profile(results / PROFILE_SNAPSHOT)
-    plan = json.loads((results / PLAN).read_text())
-    cohort = load_cohort(results / plan["cohort"])
-    readers = profile.reader_labels(cohort.train_labels)
+    study = reader_study(results)
+    readers = study.readers
     out = results / AGGREGATE / DISAGREEMENT_MAPS
     rows = []
     if len(readers) < 2:
         return pd.DataFrame(rows)
-    splits = json.loads((results / SPLITS).read_text())
-    seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
-    for fold, split in enumerate(splits):
-        for pid in split["test"]:
-            labels, _ = load_native(results / CACHE, pid)
-            if not all(r in labels for r in readers):
-                continue
-            geometry = load_cached(results / CACHE, pid).geometry
-            voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-            reader_masks = [labels[r] for r in readers]
-            wrote_readers = False
-            for modality in profile.study.modalities:
-                for family, files in style_predictions(results, modality, fold, seed, readers, background, pid).items():
-                    models = [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files]
-                    if not wrote_readers:
-                        out.mkdir(parents=True, exist_ok=True)
-                        write_image(image_from_array(vote_count(reader_masks), geometry), reader_count_file(out, pid))
-                        wrote_readers = True
-                    write_image(image_from_array(vote_count(models), geometry),
-                                model_count_file(out, pid, modality, family))
-                    rows.append({"patient_id": pid, "fold": fold, "modality": modality, "models": family,
-                                 "reader_count": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
+    for fold, pid, reader_masks in study.test_patients():
+        geometry = load_cached(results / CACHE, pid).geometry
+        voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
+        wrote_readers = False
+        for modality in study.modalities:
+            for family, files in style_predictions(results, modality, fold, study.seed, readers, study.background,
+                                                   pid).items():
+                models = [sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files]
+                if not wrote_readers:
+                    out.mkdir(parents=True, exist_ok=True)
+                    write_image(image_from_array(vote_count(reader_masks), geometry), reader_count_file(out, pid))
+                    wrote_readers = True
+                write_image(image_from_array(vote_count(models), geometry),
+                            model_count_file(out, pid, modality, family))
+                rows.append({"patient_id": pid, "fold": fold, "modality": modality, "models": family,
+                             "reader_count": len(readers), **disagreement_row(reader_masks, models, voxel_ml)})
     table = pd.DataFrame(rows)
     table.to_csv(results / AGGREGATE / DISAGREEMENT, index=False)
     return table

@@ -9,7 +9,6 @@ of every fold, as the disagreement maps (``reporting.disagreement``), whose load
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,18 +19,14 @@ from ..evaluation.multirater import multirater_suite, union_box
 from ..inference.volume import prediction_file
 from ..plans.results_folder import (
     AGGREGATE,
-    CACHE,
     MULTIRATER_METRICS,
     MULTIRATER_SUMMARY,
-    PLAN,
     PREDICTIONS,
-    PROFILE_SNAPSHOT,
     RUNS,
-    SPLITS,
 )
 from ..plans.runs import run_id
 from ..preprocessing.targets import DERIVED_TARGETS
-from .disagreement import style_predictions
+from .disagreement import reader_study, style_predictions
 
 BOX_MARGIN = 8  # voxels around the union of every mask (S_NCC's domain; see evaluation.multirater)
 METRIC_ORDER = ("ged_v", "ged_u", "hm_iou", "dice_max", "dice_max_reverse", "dice_match", "dice_each", "dice_soft",
@@ -62,32 +57,21 @@ def write_multirater_metrics(results: str | os.PathLike) -> pd.DataFrame:
     readers; nothing is written otherwise)."""
     import SimpleITK as sitk
 
-    from ..ingest.cohort import load_cohort
-    from ..plans.profiles import load_profile
-    from ..preprocessing.cache import load_native
-
     results = Path(results)
-    profile = load_profile(results / PROFILE_SNAPSHOT)
-    plan = json.loads((results / PLAN).read_text())
-    readers = profile.reader_labels(load_cohort(results / plan["cohort"]).train_labels)
+    study = reader_study(results)
+    readers = study.readers
     rows: list[dict] = []
     if len(readers) < 2:
         return pd.DataFrame(rows)
-    splits = json.loads((results / SPLITS).read_text())
-    seed, background = profile.study.seeds[0], profile.study.background_fractions[0]
-    for fold, split in enumerate(splits):
-        for pid in split["test"]:
-            labels, _ = load_native(results / CACHE, pid)
-            if not all(r in labels for r in readers):
-                continue
-            reader_masks = np.stack([labels[r].astype(bool) for r in readers])
-            for modality in profile.study.modalities:
-                for method, (files, styles) in method_predictions(results, modality, fold, seed, readers, background,
-                                                                  pid).items():
-                    predictions = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files])
-                    keys = {"patient_id": pid, "fold": fold, "modality": modality, "method": method,
-                            "predictions": len(files), "readers": len(readers)}
-                    rows += suite_rows(keys, predictions, reader_masks, styles)
+    for fold, pid, masks in study.test_patients():
+        reader_masks = np.stack([m.astype(bool) for m in masks])
+        for modality in study.modalities:
+            for method, (files, styles) in method_predictions(results, modality, fold, study.seed, readers,
+                                                              study.background, pid).items():
+                predictions = np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(f))).astype(bool) for f in files])
+                keys = {"patient_id": pid, "fold": fold, "modality": modality, "method": method,
+                        "predictions": len(files), "readers": len(readers)}
+                rows += suite_rows(keys, predictions, reader_masks, styles)
     table = pd.DataFrame(rows)
     if table.empty:
         return table

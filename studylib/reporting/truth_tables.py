@@ -20,7 +20,6 @@ from ..plans.results_folder import (
     AGGREGATE,
     CACHE,
     PLAN,
-    PROFILE_SNAPSHOT,
     TRUTH_DICE,
     TRUTH_STAPLE,
     TRUTH_STAPLE_SUMMARY,
@@ -28,6 +27,7 @@ from ..plans.results_folder import (
     TRUTH_VERDICT,
 )
 from ..preprocessing.targets import staple_estimate
+from .disagreement import reader_study
 
 TRUTH = "truth"  # the synthetic cohort's label holding the phantom's exact infected region
 MIN_READERS = 3
@@ -37,14 +37,12 @@ MODELS, TARGETS = "models trained on it", "the target mask itself"
 def study_readers(results: Path) -> tuple[list[str], list[str]]:
     """(the study's readers, every cached patient) of a results folder."""
     from ..ingest.cohort import load_cohort
-    from ..plans.profiles import load_profile
     from ..preprocessing.cache import CACHE_NATIVE
 
-    profile = load_profile(results / PROFILE_SNAPSHOT)
     plan = json.loads((results / PLAN).read_text())
     cohort = load_cohort(results / plan["cohort"])
     patients = [p for p in cohort.patient_ids if (results / CACHE / p / CACHE_NATIVE).exists()]
-    return profile.reader_labels(cohort.train_labels), patients
+    return reader_study(results).readers, patients
 
 
 def staple_rows(pid: str, labels: dict[str, np.ndarray], readers: list[str]) -> list[dict]:
