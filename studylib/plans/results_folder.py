@@ -21,7 +21,7 @@ REPORT = "report"
 PROFILE_SNAPSHOT = "profile.yaml"
 PREPROCESS_RECORD = "preprocess.csv"
 SPLITS = "splits.json"
-NNUNET_SPLITS = "splits_final.json"  # the same folds in nnU-Net v2's format
+NNUNET_SPLITS = "splits_final.json"  # nnU-Net v2's folds from ours (plans/splits.py: its val = our validation)
 PLAN = "plan.json"
 FAILURES = "failures.json"
 STUDY_RECORD = "study.json"
