@@ -23,3 +23,14 @@ def quick_cohort(tmp_path_factory) -> Path:
 def needs_realdata():
     """Skip marker for tests that need ../shared/realdata."""
     return pytest.mark.skipif(not REALDATA.exists(), reason=f"real data not present at {REALDATA}")
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The tiny profile's study, every stage run (shared: a test that writes into it works on a copy)."""
+    from studylib.pipeline.study import run_study
+
+    out = tmp_path_factory.mktemp("study") / "results"
+    profile = Path(__file__).resolve().parent / "tiny_profile.yaml"
+    record = run_study(str(profile), out, jobs=2, progress=False)
+    return out, record

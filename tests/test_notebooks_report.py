@@ -47,15 +47,6 @@ def test_quarto_project_is_valid():
     assert len(labels) == len(set(labels))
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    from studylib.pipeline.study import run_study
-
-    out = tmp_path_factory.mktemp("study") / "results"
-    record = run_study(str(ROOT / "tests" / "tiny_profile.yaml"), out, jobs=2, progress=False)
-    return out, record
-
-
 @pytest.mark.slow
 def test_study_end_to_end_and_report(tiny_study):
     out, record = tiny_study

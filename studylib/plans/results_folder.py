@@ -16,6 +16,10 @@ AGGREGATE = "aggregate"  # written by reporting/aggregate.py (and the disagreeme
 COHORT_QA = "cohort_qa"  # written by reporting/cohort_qa.py
 NOTEBOOKS = "notebooks"  # the executed cohort and aggregate notebooks
 REPORT = "report"
+# Other model families' predictions scored like our runs (pipeline/score.py): EXTERNAL/<external id>/ holds
+# RUN_PER_PATIENT and EXTERNAL_RECORD; aggregation adds them to Tables 1-2 and judges the claims for each family.
+EXTERNAL = "external"
+EXTERNAL_RECORD = "score.json"
 
 # Records of the study at the top of the results folder.
 PROFILE_SNAPSHOT = "profile.yaml"
@@ -56,6 +60,9 @@ DISAGREEMENT_MAPS = "disagreement"  # folder of per-patient vote-count maps
 DISAGREEMENT_FIGURE = "disagreement_map"
 SUMMARY_STATISTICS = "summary_statistics.csv"
 CLAIMS = "claims.csv"
+PER_PATIENT_EXTERNAL = "per_patient_external.csv"  # the other families' rows (per_patient_all.csv: our runs only)
+CLAIMS_BY_FAMILY = "claims_by_family.csv"  # the claims table of every model family, ours first
+CLAIMS_ACROSS_FAMILIES = "claims_across_families.csv"  # per claim: each family's verdict, and which it holds for
 AGGREGATE_SUMMARY = "summary.json"
 FIGURES_RECORD = "figures.json"
 
