@@ -1,5 +1,5 @@
 """Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,run,aggregate,study,rerun,predict,score,
-export,report}``."""
+export,nnunet,report}``."""
 
 from __future__ import annotations
 
@@ -137,6 +137,17 @@ def _export_nnunet(args) -> int:
     return 0
 
 
+def _nnunet(args) -> int:
+    from .pipeline.nnunet_baseline import NnunetSettings, run_nnunet
+
+    settings = NnunetSettings(args.configuration, args.trainer, args.epochs, args.iterations, args.device,
+                              args.modality, args.pet_normalization, args.python or sys.executable, args.data_workers)
+    for folder in run_nnunet(args.results, settings, args.fold, args.target):
+        print(f"scored: {folder}")
+    print(f"run `python -m studylib aggregate --results {args.results}` to add {settings.family()} to the tables")
+    return 0
+
+
 def _report(args) -> int:
     from .reporting.report import render_report
 
@@ -256,6 +267,21 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT",
                    help="nnU-Net's normalisation of the PET channel: CT (global, like HU; default) or zscore (per image)")
     e.set_defaults(func=_export_nnunet)
+
+    p = sub.add_parser("nnunet", help="the nnU-Net v2 baseline on the study's folds: train, predict, score")
+    p.add_argument("--results", required=True, help="a prepared results folder")
+    p.add_argument("--configuration", default="2d", choices=["2d", "3d_fullres"])
+    p.add_argument("--trainer", default="nnUNetTrainer", help="an nnU-Net trainer class (e.g. nnUNetTrainer_100epochs)")
+    p.add_argument("--epochs", type=int, help="epoch budget (default: the trainer's)")
+    p.add_argument("--iterations", type=int, help="training iterations per epoch (default: the trainer's, 250)")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--fold", type=int, action="append", help="only these folds (repeatable; default all)")
+    p.add_argument("--target", action="append", help="only these training targets (repeatable; default all)")
+    p.add_argument("--modality", default="dual")
+    p.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT")
+    p.add_argument("--python", help="the Python that has nnunetv2 (default: this one)")
+    p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA)")
+    p.set_defaults(func=_nnunet)
 
     p = sub.add_parser("report", help="render the report from a results folder")
     p.add_argument("--results", default="results/quick")
