@@ -141,7 +141,8 @@ def _nnunet(args) -> int:
     from .pipeline.nnunet_baseline import NnunetSettings, run_nnunet
 
     settings = NnunetSettings(args.configuration, args.trainer, args.epochs, args.iterations, args.device,
-                              args.modality, args.pet_normalization, args.python or sys.executable, args.data_workers)
+                              args.modality, args.pet_normalization, args.python or sys.executable, args.data_workers,
+                              not args.no_mirroring)
     for folder in run_nnunet(args.results, settings, args.fold, args.target):
         print(f"scored: {folder}")
     print(f"run `python -m studylib aggregate --results {args.results}` to add {settings.family()} to the tables")
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT")
     p.add_argument("--python", help="the Python that has nnunetv2 (default: this one)")
     p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA)")
+    p.add_argument("--no-mirroring", action="store_true",
+                   help="no test-time mirroring in validation and prediction (4x faster in 2D; a smoke test's budget)")
     p.set_defaults(func=_nnunet)
 
     p = sub.add_parser("report", help="render the report from a results folder")

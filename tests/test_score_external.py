@@ -77,7 +77,7 @@ def test_scoring_our_own_predictions_reproduces_our_rows_and_joins_the_aggregate
     assert main(["aggregate", "--results", str(study_copy)]) == 0
     agg = study_copy / "aggregate"
     table1 = pd.read_csv(agg / "table1_label_a.csv")
-    assert list(table1.input) == ["CT-only", "PET-only", "Dual-modality", "Dual-modality, copy_of_unet"]
+    assert list(table1.input) == ["CT only", "PET only", "Dual (CT+PET)", "Dual (CT+PET), copy_of_unet"]
     assert table1.dsc.iloc[3] == table1.dsc.iloc[2]  # the same masks, the same cell
     table2 = pd.read_csv(agg / "table2_mean.csv", index_col=0)
     assert list(table2.index) == ["model label_a", "model label_b", "copy_of_unet label_a", "copy_of_unet label_b"]

@@ -40,6 +40,7 @@ class NnunetSettings:
     pet_normalisation: str = "CT"
     python: str = sys.executable  # the interpreter with nnunetv2
     data_workers: int = 2  # nnU-Net's augmentation processes (nnUNet_n_proc_DA); 0: in the training process
+    mirroring: bool = True  # nnU-Net's test-time mirroring in validation and prediction (off: a CPU smoke test)
 
     def family(self) -> str:
         """The model family its scores are aggregated under: ``nnunet_2d``, ``nnunet_3d_fullres``."""
@@ -83,7 +84,9 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
         target = next(name for name, value in target.items() if value == 1)
         if targets and target not in targets:
             continue
-        drive(settings, env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
+        # planning calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0
+        plan_env = {**env, "nnUNet_n_proc_DA": str(max(1, settings.data_workers))}
+        drive(settings, plan_env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
         for fold in folds if folds is not None else range(len(splits)):
             scored.append(run_fold(results, settings, env, dataset_id + i, dataset, target, fold))
     return scored
@@ -106,6 +109,8 @@ def run_fold(results: Path, settings: NnunetSettings, env: dict[str, str], datas
         args += ["--epochs", str(settings.epochs)]
     if settings.iterations_per_epoch is not None:
         args += ["--iterations", str(settings.iterations_per_epoch)]
+    if not settings.mirroring:
+        args.append("--no-mirroring")
     predictions.parent.mkdir(parents=True, exist_ok=True)
     drive(settings, env, *args)
     training = {"settings": wanted, **json.loads(record.read_text())}

@@ -6,7 +6,7 @@ set for one results folder.
 ``plan`` runs ``nnUNetv2_plan_and_preprocess`` for one configuration and puts the exported ``splits_final.json``
 (our training and validation patients) where nnU-Net's training reads its folds. ``train-predict`` trains one fold
 with a trainer of nnU-Net (its class found by nnU-Net by name; the epoch and iteration budget overridden when
-given), then predicts the fold's test patients from ``checkpoint_final.pth`` and writes a JSON record (budget,
+given) and validates it on the fold's validation patients as ``nnUNetv2_train`` does, then predicts the fold's test patients from ``checkpoint_final.pth`` and writes a JSON record (budget,
 seconds, peak memory).
 """
 
@@ -41,7 +41,8 @@ def plan(dataset_id: int, configuration: str, raw_dataset: Path) -> None:
 
 
 def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: str, epochs: int | None,
-                      iterations: int | None, device: str, test_images: Path, predictions: Path, record: Path) -> None:
+                      iterations: int | None, device: str, test_images: Path, predictions: Path, record: Path,
+                      mirroring: bool = True) -> None:
     """Train one fold (resumed from its last checkpoint, skipped when final), predict the test patients."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -65,8 +66,15 @@ def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: s
         if (folder / "checkpoint_latest.pth").exists():
             network_trainer.load_checkpoint(str(folder / "checkpoint_latest.pth"))
         network_trainer.run_training()
+    if not (folder / "validation" / "summary.json").exists():  # as nnUNetv2_train: the fold's val patients
+        if not network_trainer.was_initialized:
+            network_trainer.initialize()
+            network_trainer.load_checkpoint(str(folder / "checkpoint_final.pth"))
+        if not mirroring:  # no test-time mirroring (4 passes per 2D patch, 8 per 3D one): a CPU smoke test's budget
+            network_trainer.inference_allowed_mirroring_axes = None
+        network_trainer.perform_actual_validation(False)
     trained = time.perf_counter()
-    predictor = nnUNetPredictor(device=torch.device(device), verbose=False, allow_tqdm=False)
+    predictor = nnUNetPredictor(use_mirroring=mirroring, device=torch.device(device), verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(folder.parent), use_folds=(fold,),
                                                    checkpoint_name="checkpoint_final.pth")
     predictions.mkdir(parents=True, exist_ok=True)
@@ -76,7 +84,7 @@ def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: s
     record.write_text(json.dumps({
         "trainer": trainer, "configuration": configuration, "fold": fold, "device": device,
         "epochs": network_trainer.num_epochs, "iterations_per_epoch": network_trainer.num_iterations_per_epoch,
-        "val_iterations_per_epoch": network_trainer.num_val_iterations_per_epoch,
+        "val_iterations_per_epoch": network_trainer.num_val_iterations_per_epoch, "test_time_mirroring": mirroring,
         "train_seconds": trained - started,
         "predict_seconds_per_patient": (time.perf_counter() - trained) / max(1, len(cases)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -110,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--test-images", type=Path, required=True)
     t.add_argument("--predictions", type=Path, required=True)
     t.add_argument("--record", type=Path, required=True)
+    t.add_argument("--no-mirroring", action="store_true", help="no test-time mirroring (validation and test)")
     args = parser.parse_args(argv)
     if args.step == "plan":
         plan(args.dataset_id, args.configuration, args.raw_dataset)
     else:
         train_and_predict(args.dataset_id, args.configuration, args.fold, args.trainer, args.epochs, args.iterations,
-                          args.device, args.test_images, args.predictions, args.record)
+                          args.device, args.test_images, args.predictions, args.record, not args.no_mirroring)
     return 0
 
 

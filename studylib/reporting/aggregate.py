@@ -123,7 +123,7 @@ def family_rows(external: pd.DataFrame, results: str | os.PathLike) -> dict[str,
 
 def with_family_rows(ours: pd.DataFrame, families: dict[str, pd.DataFrame], label: str, build) -> pd.DataFrame:
     """A Table 1 (``build``: ``table1`` or ``table1_extra``) of ours with each other family's rows below it, its
-    input named with the family ('Dual-modality, nnunet_2d')."""
+    input named with the family ('Dual (CT+PET), nnunet_2d')."""
     frames = [ours]
     for family, rows in families.items():
         theirs = build(rows, label)
