@@ -17,12 +17,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..plans.results_folder import EXTERNAL, EXTERNAL_RECORD
+from ..plans.results_folder import EXTERNAL, EXTERNAL_RECORD, NNUNET, NNUNET_SPLITS
 from ..plans.runs import external_id
 from .nnunet_export import DEFAULT_DATASET_ID, export_nnunet
 from .score import ScoreRequest, score_predictions
 
-NNUNET = "nnunet"  # <results>/nnunet/{raw,preprocessed,results,predictions}
 CONFIGURATIONS = ("2d", "3d_fullres")
 DRIVER = Path(__file__).with_name("nnunet_driver.py")
 
@@ -77,7 +76,7 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
     env = nnunet_environment(results, settings)
     datasets = export_nnunet(results, results / NNUNET / "raw", settings.modality, dataset_id,
                              settings.pet_normalisation)
-    splits = json.loads((datasets[0] / "splits_final.json").read_text())
+    splits = json.loads((datasets[0] / NNUNET_SPLITS).read_text())
     scored = []
     for i, dataset in enumerate(datasets, start=1):
         target = json.loads((dataset / "dataset.json").read_text())["labels"]

@@ -37,7 +37,7 @@ from ..ingest.cohort import load_cohort
 from ..ingest.imageio import image_from_array, write_image
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..plans.profiles import load_profile
-from ..plans.results_folder import NNUNET_SPLITS, SPLITS
+from ..plans.results_folder import CACHE, NNUNET_SPLITS, PROFILE_SNAPSHOT, SPLITS
 from ..plans.runs import read_plan
 from ..plans.splits import check_nnunet_splits, check_splits, nnunet_splits
 from ..preprocessing.cache import load_cached, load_native
@@ -86,7 +86,7 @@ def export_images(results: Path, out: Path, patient_ids: list[str]) -> dict[str,
         record = cohort.patient(pid)
         files = {c: images / f"{pid}_{i:04d}{FILE_ENDING}" for c, i in CHANNEL_FILE_INDEX.items()}
         if not all(f.exists() for f in files.values()):
-            ct, pet = pet_on_ct(record, load_cached(results / "cache", pid).meta["registration"])
+            ct, pet = pet_on_ct(record, load_cached(results / CACHE, pid).meta["registration"])
             source = Path(record.images["ct"])
             if source.is_file() and source.name.endswith(FILE_ENDING):
                 link(source.resolve(), files["ct"], relative=False)
@@ -104,10 +104,10 @@ def export_dataset(results: Path, folder: Path, target: str, modality: str, pet_
     for pid, files in images.items():
         for i, channel in enumerate(channels):
             link(files[channel], folder / "imagesTr" / f"{pid}_{i:04d}{FILE_ENDING}")
-        labels, _ = load_native(results / "cache", pid)
+        labels, _ = load_native(results / CACHE, pid)
         if target not in labels:
             raise ValueError(f"patient {pid}: no label '{target}' in its cache ({', '.join(sorted(labels))})")
-        geometry = load_cached(results / "cache", pid).geometry
+        geometry = load_cached(results / CACHE, pid).geometry
         write_image(image_from_array(labels[target].astype(np.uint8), geometry), folder / "labelsTr" / f"{pid}{FILE_ENDING}")
     for k, fold in enumerate(splits):
         for pid in fold["test"]:
@@ -137,7 +137,7 @@ def export_nnunet(results: str | os.PathLike, out: str | os.PathLike, modality: 
     if pet_normalisation not in PET_NORMALISATION:
         raise ValueError(f"unknown PET normalisation '{pet_normalisation}' (one of {', '.join(PET_NORMALISATION)})")
     plan = read_plan(results)
-    profile = load_profile(results / "profile.yaml")
+    profile = load_profile(results / PROFILE_SNAPSHOT)
     cohort = load_cohort(results / plan["cohort"])
     splits = json.loads((results / SPLITS).read_text())
     check_splits(splits, cohort.patient_ids)

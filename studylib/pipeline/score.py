@@ -19,17 +19,24 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ..evaluation.scoring import cohort_nsd_tolerance, score_patient
+from ..inference.volume import PREDICTION_SUFFIX
 from ..ingest.cohort import check_identifier, load_cohort
 from ..ingest.imageio import ImageGeometry, image_from_array, read_image, same_grid
 from ..ingest.modalities import MODALITY_CHANNELS
 from ..plans.profiles import load_profile
-from ..plans.results_folder import EXTERNAL, EXTERNAL_RECORD, RUN_PER_PATIENT, SPLITS, write_if_changed
+from ..plans.results_folder import (
+    CACHE,
+    EXTERNAL,
+    EXTERNAL_RECORD,
+    PROFILE_SNAPSHOT,
+    RUN_PER_PATIENT,
+    SPLITS,
+    write_if_changed,
+)
 from ..plans.results_lock import results_lock
 from ..plans.runs import OWN_FAMILY, external_id, read_plan
 from ..preprocessing.cache import load_cached, load_native
 from ..training.models import MASK_THRESHOLD
-
-PREDICTION_SUFFIX = ".nii.gz"
 
 
 class PredictionError(ValueError):
@@ -139,7 +146,7 @@ def score_predictions(results: str | os.PathLike, request: ScoreRequest, trainin
 def _score(results: Path, request: ScoreRequest, training: dict) -> Path:
     """The work of ``score_predictions``, under the results folder's lock."""
     plan = read_plan(results)
-    profile = load_profile(results / "profile.yaml")
+    profile = load_profile(results / PROFILE_SNAPSHOT)
     cohort = load_cohort(results / plan["cohort"])
     check_identifier(request.family, "model family", "score --family")
     if request.family == OWN_FAMILY:
@@ -155,7 +162,7 @@ def _score(results: Path, request: ScoreRequest, training: dict) -> Path:
         raise PredictionError(f"fold {request.fold}: the study has folds 0-{len(splits) - 1}")
     fold = splits[request.fold]
     files = prediction_files(request.predictions, fold["test"], set(fold["train"]) | set(fold["val"]))
-    cache_dir = results / "cache"
+    cache_dir = results / CACHE
     select = profile.mask_targets(cohort)
     # as run.py: the tolerance over the fold's patients, the lesion-extent region over the study's mask targets
     tolerance = cohort_nsd_tolerance(profile, cache_dir, sorted({p for part in fold.values() for p in part}))

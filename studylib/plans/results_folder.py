@@ -20,6 +20,7 @@ REPORT = "report"
 # RUN_PER_PATIENT and EXTERNAL_RECORD; aggregation adds them to Tables 1-2 and judges the claims for each family.
 EXTERNAL = "external"
 EXTERNAL_RECORD = "score.json"
+NNUNET = "nnunet"  # the nnU-Net baseline's raw, preprocessed, results and predictions folders (pipeline/nnunet_baseline.py)
 
 # Records of the study at the top of the results folder.
 PROFILE_SNAPSHOT = "profile.yaml"
