@@ -1,4 +1,5 @@
-"""Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,run,aggregate,study,rerun,predict,report}``."""
+"""Command line: ``python -m studylib {synth,synth-sweep,cohort,prepare,run,aggregate,study,rerun,predict,score,
+export,nnunet,report}``."""
 
 from __future__ import annotations
 
@@ -112,6 +113,42 @@ def _predict(args) -> int:
     return 0
 
 
+def _score(args) -> int:
+    from .pipeline.score import ScoreRequest, score_predictions
+    from .plans.results_folder import EXTERNAL_RECORD
+
+    request = ScoreRequest(Path(args.predictions), args.family, args.target, args.fold, args.modality,
+                           args.resample_nearest)
+    out = score_predictions(args.results, request)
+    record = json.loads((out / EXTERNAL_RECORD).read_text())
+    for pid, made in record["conversions"].items():
+        print(f"{pid}: {'; '.join(made)}")
+    print(f"scored {len(record['patients'])} test patients of fold {args.fold} as {args.family} ({args.modality}, "
+          f"trained on {args.target}) into {out}; run `python -m studylib aggregate --results {args.results}` to "
+          "add them to the tables and the claims")
+    return 0
+
+
+def _export_nnunet(args) -> int:
+    from .pipeline.nnunet_export import export_nnunet
+
+    for folder in export_nnunet(args.results, args.out, args.modality, args.dataset_id, args.pet_normalization):
+        print(f"nnU-Net raw dataset: {folder}")
+    return 0
+
+
+def _nnunet(args) -> int:
+    from .pipeline.nnunet_baseline import NnunetSettings, run_nnunet
+
+    settings = NnunetSettings(args.configuration, args.trainer, args.epochs, args.iterations, args.device,
+                              args.modality, args.pet_normalization, args.python or sys.executable, args.data_workers,
+                              not args.no_mirroring)
+    for folder in run_nnunet(args.results, settings, args.fold, args.target):
+        print(f"scored: {folder}")
+    print(f"run `python -m studylib aggregate --results {args.results}` to add {settings.family()} to the tables")
+    return 0
+
+
 def _report(args) -> int:
     from .reporting.report import render_report
 
@@ -207,6 +244,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write each prediction as a DICOM SEG referencing the patient's CT series (DICOM input)")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("score", help="score another model's predictions of a fold's test patients like our runs")
+    p.add_argument("--results", required=True, help="a prepared results folder (its folds, cache and labels)")
+    p.add_argument("--predictions", required=True,
+                   help="folder of <patient_id>.nii.gz masks, one per test patient of the fold, on the CT grid")
+    p.add_argument("--family", required=True, help="the model family, e.g. nnunet_2d (a row group in the tables)")
+    p.add_argument("--target", required=True, help="the training target the model stands for, e.g. label_a")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--modality", default="dual", help="the input the model saw: ct, pet or dual (default dual)")
+    p.add_argument("--resample-nearest", action="store_true",
+                   help="resample predictions on another grid onto the CT grid (nearest neighbour) instead of an error")
+    p.set_defaults(func=_score)
+
+    p = sub.add_parser("export", help="export a prepared results folder for another framework")
+    esub = p.add_subparsers(dest="export_command", required=True)
+    e = esub.add_parser("nnunet", help="nnU-Net v2 raw datasets (one per training target) on the study's folds")
+    e.add_argument("--results", required=True, help="a prepared results folder")
+    e.add_argument("--out", required=True, help="the nnUNet_raw folder to write the datasets into")
+    e.add_argument("--modality", default="dual", help="input channels: ct, pet or dual (default dual)")
+    e.add_argument("--dataset-id", type=int, default=500,
+                   help="the first target's dataset is id + 1 (default 500: Dataset501_..., Dataset502_...)")
+    e.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT",
+                   help="nnU-Net's normalisation of the PET channel: CT (global, like HU; default) or zscore (per image)")
+    e.set_defaults(func=_export_nnunet)
+
+    p = sub.add_parser("nnunet", help="the nnU-Net v2 baseline on the study's folds: train, predict, score")
+    p.add_argument("--results", required=True, help="a prepared results folder")
+    p.add_argument("--configuration", default="2d", choices=["2d", "3d_fullres"])
+    p.add_argument("--trainer", default="nnUNetTrainer", help="an nnU-Net trainer class (e.g. nnUNetTrainer_100epochs)")
+    p.add_argument("--epochs", type=int, help="epoch budget (default: the trainer's)")
+    p.add_argument("--iterations", type=int, help="training iterations per epoch (default: the trainer's, 250)")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--fold", type=int, action="append", help="only these folds (repeatable; default all)")
+    p.add_argument("--target", action="append", help="only these training targets (repeatable; default all)")
+    p.add_argument("--modality", default="dual")
+    p.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT")
+    p.add_argument("--python", help="the Python that has nnunetv2 (default: this one)")
+    p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA)")
+    p.add_argument("--no-mirroring", action="store_true",
+                   help="no test-time mirroring in validation and prediction (4x faster in 2D; a smoke test's budget)")
+    p.set_defaults(func=_nnunet)
 
     p = sub.add_parser("report", help="render the report from a results folder")
     p.add_argument("--results", default="results/quick")

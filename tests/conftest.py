@@ -23,7 +23,9 @@ def quick_cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
-    """The tiny end-to-end study (tests/tiny_profile.yaml), run once per session: (results folder, study record)."""
+    """The tiny end-to-end study (tests/tiny_profile.yaml), run once per session: (results folder, study record).
+
+    Shared: a test that writes into it works on a copy."""
     from studylib.pipeline.study import run_study
 
     out = tmp_path_factory.mktemp("study") / "results"

@@ -215,6 +215,29 @@ def test_model_selection_rests_on_three_validation_patients_and_nnunet_never_val
         load_or_make_splits(tmp_path, ids, folds=2, seed=0, val_patients=1)
 
 
+@pytest.mark.parametrize("folds", [2, 3, 5])
+def test_nnunet_splits_validate_on_our_validation_patients_in_every_fold(tmp_path, folds):
+    """The split check: in every fold nnU-Net's val is our validation set and no test patient is in its train or
+    val; a splits_final.json written before (val = our test patients) is rewritten when the splits are reused, and
+    check_nnunet_splits refuses such a file."""
+    from studylib.plans.splits import SplitError, check_nnunet_splits, load_or_make_splits
+
+    ids = [f"P{i:03d}" for i in range(20)]
+    splits = load_or_make_splits(tmp_path, ids, folds=folds, seed=3)
+    final = tmp_path / "splits_final.json"
+    stale = [{"train": f["train"] + f["val"], "val": f["test"]} for f in splits]  # what splits.py once wrote
+    with pytest.raises(SplitError, match=r"fold 0: test patients \['P"):
+        check_nnunet_splits(stale, splits)
+    final.write_text(json.dumps(stale))
+    assert load_or_make_splits(tmp_path, ids, folds=folds, seed=3) == splits
+    nnunet = json.loads(final.read_text())
+    check_nnunet_splits(nnunet, splits)
+    assert len(nnunet) == folds
+    for ours, theirs in zip(splits, nnunet):
+        assert theirs["val"] == ours["val"] and theirs["train"] == ours["train"]
+        assert not set(ours["test"]) & set(theirs["train"] + theirs["val"])
+
+
 def test_registration_failure_names_the_patient(quick_cohort, tmp_path):
     import SimpleITK as sitk
 

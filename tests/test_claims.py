@@ -225,3 +225,24 @@ def test_one_failed_run_among_seeds_is_named_though_the_averaged_arm_passes():
         ["dsc", "volume_pred_ml", "volume_ref_ml"]].mean()
     assert failed_arms(averaged) == {}
     assert failed_runs(per_run[per_run.seed < 2]) == []
+
+
+def test_claims_across_families_say_which_family_a_claim_holds_for():
+    """Each claim's verdict per family, and 'both', '<family> only' or 'neither' (replicated = holds); the agreement,
+    which no model makes, is left out; a claim a family's table lacks is not testable there."""
+    import pandas as pd
+
+    from studylib.evaluation.claims import claims_across_families, holds_for
+
+    ours = pd.DataFrame({"key": ["dual_over_pet:label_a", "decline_model_a", "gt_a_model_a_over_b", "agreement"],
+                         "comparison": ["c1", "c2", "c3", "kappa"],
+                         "verdict": ["replicated", "replicated", "inconclusive", "not testable"]})
+    theirs = pd.DataFrame({"key": ["decline_model_a", "gt_a_model_a_over_b", "agreement"],
+                           "comparison": ["c2", "c3", "kappa"],
+                           "verdict": ["replicated", "contradicted", "not testable"]})
+    table = claims_across_families({"unet": ours, "nnunet_2d": theirs})
+    assert list(table.key) == ["dual_over_pet:label_a", "decline_model_a", "gt_a_model_a_over_b"]
+    assert list(table.verdict_nnunet_2d) == ["not testable", "replicated", "contradicted"]
+    assert list(table.holds_for) == ["unet only", "both", "neither"]
+    assert holds_for({"unet": "replicated", "a": "replicated", "b": "inconclusive"}) == "unet, a only"
+    assert holds_for({"unet": "replicated", "a": "replicated", "b": "replicated"}) == "all"

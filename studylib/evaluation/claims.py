@@ -391,3 +391,30 @@ def verdict_counts(table: pd.DataFrame) -> str:
     if apart:
         text += f" Not evidence: {'; '.join(apart)}."
     return text
+
+
+def holds_for(verdicts: dict[str, str]) -> str:
+    """Which families a claim holds for (verdict replicated): 'both', 'neither', '<family> only', or a list."""
+    holders = [family for family, verdict in verdicts.items() if verdict == REPLICATED]
+    if len(holders) == len(verdicts):
+        return "both" if len(verdicts) == 2 else "all"
+    if not holders:
+        return "neither" if len(verdicts) == 2 else "none"
+    return f"{', '.join(holders)} only"
+
+
+def claims_across_families(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim (the agreement, which no model makes, left out): each family's verdict and which families
+    it holds for. ``tables``: each family's ``claims_table``, the study's own first."""
+    first = next(iter(tables.values()))
+    rows = []
+    for key, comparison in zip(first.key, first.comparison):
+        if key == "agreement":
+            continue
+        verdicts = {}
+        for family, table in tables.items():
+            row = table[table.key == key]
+            verdicts[family] = str(row.verdict.iloc[0]) if len(row) else NOT_TESTABLE
+        rows.append({"key": key, "comparison": comparison, **{f"verdict_{f}": v for f, v in verdicts.items()},
+                     "holds_for": holds_for(verdicts)})
+    return pd.DataFrame(rows)

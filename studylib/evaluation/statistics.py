@@ -130,8 +130,8 @@ def bonferroni_level(alpha: float, family_size: int) -> float:
 
 
 def seed_mean(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Average repeated seeds per (region, background, modality, train label, ground truth, patient)."""
-    keys = [k for k in ("region", "background_fraction") if k in per_patient]
+    """Average repeated seeds per (model family, region, background, modality, train label, ground truth, patient)."""
+    keys = [k for k in ("model_family", "region", "background_fraction") if k in per_patient]
     keys += ["modality", "train_label", "ground_truth", "patient_id"]
     numeric = per_patient.select_dtypes("number").columns.difference(["fold", "seed", *keys])
     return per_patient.groupby(keys, sort=False)[list(numeric)].mean().reset_index()

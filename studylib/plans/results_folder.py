@@ -17,12 +17,17 @@ COHORT_QA = "cohort_qa"  # written by reporting/cohort_qa.py
 NOTEBOOKS = "notebooks"  # the executed cohort and aggregate notebooks
 REPORT = "report"
 VIEWER = "viewer"  # inside REPORT: a viewer page per test patient (reporting/viewer.py)
+# Other model families' predictions scored like our runs (pipeline/score.py): EXTERNAL/<external id>/ holds
+# RUN_PER_PATIENT and EXTERNAL_RECORD; aggregation adds them to Tables 1-2 and judges the claims for each family.
+EXTERNAL = "external"
+EXTERNAL_RECORD = "score.json"
+NNUNET = "nnunet"  # the nnU-Net baseline's raw, preprocessed, results and predictions folders (pipeline/nnunet_baseline.py)
 
 # Records of the study at the top of the results folder.
 PROFILE_SNAPSHOT = "profile.yaml"
 PREPROCESS_RECORD = "preprocess.csv"
 SPLITS = "splits.json"
-NNUNET_SPLITS = "splits_final.json"  # the same folds in nnU-Net v2's format
+NNUNET_SPLITS = "splits_final.json"  # nnU-Net v2's folds from ours (plans/splits.py: its val = our validation)
 PLAN = "plan.json"
 FAILURES = "failures.json"
 STUDY_RECORD = "study.json"
@@ -59,6 +64,9 @@ MULTIRATER_METRICS = "multirater_metrics.csv"  # the multi-rater field's metrics
 MULTIRATER_SUMMARY = "multirater_summary.csv"  # their mean ± SD per input, method and metric
 SUMMARY_STATISTICS = "summary_statistics.csv"
 CLAIMS = "claims.csv"
+PER_PATIENT_EXTERNAL = "per_patient_external.csv"  # the other families' rows (per_patient_all.csv: our runs only)
+CLAIMS_BY_FAMILY = "claims_by_family.csv"  # the claims table of every model family, ours first
+CLAIMS_ACROSS_FAMILIES = "claims_across_families.csv"  # per claim: each family's verdict, and which it holds for
 AGGREGATE_SUMMARY = "summary.json"
 # truth-anchored tables (synthetic cohorts with a truth mask and three or more readers; reporting/truth_tables.py)
 TRUTH_STAPLE = "truth_staple.csv"  # per patient and reader: STAPLE's estimated vs the read's actual rates

@@ -43,6 +43,15 @@ def run_id(modality: str, label: str, fold: int, seed: int, background_fraction:
     return SEPARATOR.join([modality, label, f"fold{fold}", f"seed{seed}"]) + suffix
 
 
+# The model family of the study's own runs; scored predictions of other models (``score``) name their own family.
+OWN_FAMILY = "unet"
+
+
+def external_id(family: str, modality: str, label: str, fold: int) -> str:
+    """Folder name of another model family's scored predictions for one target, input and fold."""
+    return SEPARATOR.join([family, modality, label, f"fold{fold}"])
+
+
 def parse_run_id(name: str) -> RunCell:
     """The grid cell of a run folder name written by ``run_id`` (ValueError for any other name)."""
     parts = name.split(SEPARATOR)

@@ -40,14 +40,14 @@ def make_splits(patient_ids: list[str], folds: int = 5, val_patients: int = VAL_
                          f"{val_patients} validation patient(s): add patients, use more folds or fewer validation "
                          f"patients (study.val_patients)")
     rng = np.random.default_rng(seed)
-    order = list(rng.permutation(ids))
+    order = [str(p) for p in rng.permutation(ids)]  # plain str, not numpy's (messages and equality with json)
     if strata:
         order.sort(key=lambda p: strata.get(p, ""))  # stable: random within stratum, grouped by stratum
     test_sets = [order[i::folds] for i in range(folds)]
     splits = []
     for k in range(folds):
         rest = [p for p in order if p not in test_sets[k]]
-        rest = list(np.random.default_rng([seed, k]).permutation(rest))
+        rest = [str(p) for p in np.random.default_rng([seed, k]).permutation(rest)]
         splits.append({"train": sorted(rest[val_patients:]), "val": sorted(rest[:val_patients]),
                        "test": sorted(test_sets[k])})
     check_splits(splits, ids)
@@ -70,18 +70,43 @@ def check_splits(splits: list[dict[str, list[str]]], patient_ids: list[str] | No
         raise SplitError("the test sets do not cover every patient exactly once")
 
 
-def write_splits(splits: list[dict[str, list[str]]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``splits.json`` and nnU-Net's ``splits_final.json`` (nnU-Net's train = ours, its val = our validation).
+def nnunet_splits(splits: list[dict[str, list[str]]]) -> list[dict[str, list[str]]]:
+    """nnU-Net's folds from ours: its ``train`` is our training patients, its ``val`` our validation patients.
 
-    nnU-Net chooses configurations, ensembles and postprocessing on its ``val``: that must never be our test set.
+    nnU-Net chooses configurations, ensembles and postprocessing on its ``val``: that must never be our test set,
+    so our test patients appear in neither list (they are predicted separately).
     """
+    return [{"train": sorted(f["train"]), "val": sorted(f["val"])} for f in splits]
+
+
+def check_nnunet_splits(nnunet: list[dict[str, list[str]]], splits: list[dict[str, list[str]]]) -> None:
+    """SplitError unless every fold of ``nnunet`` is ``nnunet_splits(splits)``: val = our validation, no test patient."""
+    if len(nnunet) != len(splits):
+        raise SplitError(f"nnU-Net splits have {len(nnunet)} folds, ours {len(splits)}")
+    for k, (theirs, ours) in enumerate(zip(nnunet, splits)):
+        leaked = sorted(set(ours["test"]) & set(theirs["train"] + theirs["val"]))
+        if leaked:
+            raise SplitError(f"fold {k}: test patients {leaked} are in nnU-Net's train or val")
+        if sorted(theirs["val"]) != sorted(ours["val"]) or sorted(theirs["train"]) != sorted(ours["train"]):
+            raise SplitError(f"fold {k}: nnU-Net's train/val are not our training/validation patients")
+
+
+def write_splits(splits: list[dict[str, list[str]]], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``splits.json`` and nnU-Net's ``splits_final.json`` (``nnunet_splits``: its val = our validation)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ours = out_dir / SPLITS
     ours.write_text(json.dumps(splits, indent=1))
-    nnunet = out_dir / NNUNET_SPLITS
-    nnunet.write_text(json.dumps([{"train": sorted(f["train"]), "val": sorted(f["val"])} for f in splits], indent=1))
-    return ours, nnunet
+    return ours, write_nnunet_splits(splits, out_dir)
+
+
+def write_nnunet_splits(splits: list[dict[str, list[str]]], out_dir: str | os.PathLike) -> Path:
+    """Write ``splits_final.json`` from our splits unless it already holds them (an older file is corrected)."""
+    path = Path(out_dir) / NNUNET_SPLITS
+    text = json.dumps(nnunet_splits(splits), indent=1)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def load_or_make_splits(out_dir: str | os.PathLike, patient_ids: list[str], folds: int, seed: int,
@@ -97,6 +122,8 @@ def load_or_make_splits(out_dir: str | os.PathLike, patient_ids: list[str], fold
         if any(len(fold["val"]) != val_patients for fold in splits):
             raise SplitError(f"{path} has {sorted({len(f['val']) for f in splits})} validation patient(s) per fold but "
                              f"the profile asks for {val_patients} (study.val_patients); use a new --out")
+        # a results folder written before splits_final.json validated on our validation patients gets it rewritten
+        write_nnunet_splits(splits, out_dir)
         return splits
     splits = make_splits(patient_ids, folds, val_patients=val_patients, seed=seed, strata=strata)
     write_splits(splits, out_dir)

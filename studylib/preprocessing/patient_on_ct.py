@@ -125,3 +125,14 @@ def normalise_channels(patient: PatientOnCT, config: PreprocessConfig,
     return out
 
 
+
+
+def pet_on_ct(record, registration: dict) -> tuple[sitk.Image, sitk.Image]:
+    """(CT, PET resampled onto the CT grid) of a patient with the registration its cache recorded (``meta.json``):
+    the PET our models saw, in SUV, before normalisation."""
+    from .registration import transform_from_record
+
+    pid = record.patient_id
+    ct = read_image(record.images["ct"], pid, "CT")
+    pet = read_image(record.images["pet"], pid, "PT")
+    return ct, resample_to(pet, ct, transform_from_record(registration))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluation.claims import CLAIM_TEXT_COLUMNS, claims_table
+from ..evaluation.claims import CLAIM_TEXT_COLUMNS, claims_across_families, claims_table
 from ..evaluation.statistics import mean_sd_text, paired_comparisons, seed_mean, summarise, summary_table
 from ..inference.volume import PREDICTION_SUFFIX, prediction_file, prediction_patient
 from ..ingest.modalities import MODALITY_NAMES, MODALITY_ORDER
@@ -20,12 +20,17 @@ from ..plans.results_folder import (
     BACKGROUND_ABLATION,
     CACHE,
     CLAIMS,
+    CLAIMS_ACROSS_FAMILIES,
+    CLAIMS_BY_FAMILY,
     COHORT_QA,
     CONVERGENCE,
+    EXTERNAL,
+    EXTERNAL_RECORD,
     FIGURES_RECORD,
     LOCALISATION,
     LOCALISATION_PER_PATIENT,
     PER_PATIENT_ALL,
+    PER_PATIENT_EXTERNAL,
     PLAN,
     PREDICTIONS,
     REGIONS,
@@ -43,7 +48,7 @@ from ..plans.results_folder import (
     table1_file,
     table1_tests_file,
 )
-from ..plans.runs import RunCell, RunParams, parse_run_id
+from ..plans.runs import OWN_FAMILY, RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
 from .calibration_tables import write_calibration
 from .conditioned_tables import write_conditioned_tables
@@ -103,6 +108,43 @@ def collect_per_patient(results: str | os.PathLike) -> pd.DataFrame:
     if "background_fraction" not in table:
         table["background_fraction"] = 0.0
     return table
+
+
+def collect_external(results: str | os.PathLike) -> pd.DataFrame:
+    """The rows of other model families' predictions scored by ``score`` (``external/*``); empty when none."""
+    folders = sorted((Path(results) / EXTERNAL).glob("*"))
+    frames = [read_per_patient(f / RUN_PER_PATIENT) for f in folders
+              if (f / EXTERNAL_RECORD).exists() and (f / RUN_PER_PATIENT).exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def family_rows(external: pd.DataFrame, results: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """Each other model family's primary rows (averaged per patient like ours), by family name."""
+    if external.empty:
+        return {}
+    return {family: primary(seed_mean(rows), results) for family, rows in external.groupby("model_family")}
+
+
+def with_family_rows(ours: pd.DataFrame, families: dict[str, pd.DataFrame], label: str, build) -> pd.DataFrame:
+    """A Table 1 (``build``: ``table1`` or ``table1_extra``) of ours with each other family's rows below it, its
+    input named with the family ('Dual (CT+PET), nnunet_2d')."""
+    frames = [ours]
+    for family, rows in families.items():
+        theirs = build(rows, label)
+        if len(theirs):
+            frames.append(theirs.assign(input=theirs["input"] + f", {family}"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def family_table2(families: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, ...]:
+    """Table 2's rows (text, means, SDs) of the other families' dual-input models, each named '<family> <training
+    label>' (ours: 'model <training label>'); empty when no other family scored the dual input."""
+    parts = []
+    for family, rows in families.items():
+        if "dual" in set(rows.modality):
+            parts.append([t.rename(index=lambda name, f=family: f"{f} {name.removeprefix('model ')}")
+                          for t in table2(rows)])
+    return tuple(pd.concat([part[i] for part in parts]) for i in range(3)) if parts else ()
 
 
 def primary(per_patient: pd.DataFrame, results: str | os.PathLike | None = None,
@@ -288,10 +330,15 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     convergence_table(results).to_csv(out / CONVERGENCE, index=False)
     labels = sorted(pp.train_label.unique())
     written: dict = {"tables": {}, "figures": {}}
+    external = collect_external(results)
+    families = family_rows(external, results)  # other model families (``score``): rows of Tables 1-2, own claims
+    if not external.empty:
+        external.to_csv(out / PER_PATIENT_EXTERNAL, index=False)
     for label in labels:
-        t1 = table1(pp, label)
+        t1 = with_family_rows(table1(pp, label), families, label, table1)
         t1.to_csv(out / table1_file(label), index=False)
-        table1_extra(pp, label).to_csv(out / table1_extra_file(label), index=False)
+        with_family_rows(table1_extra(pp, label), families, label, table1_extra).to_csv(out / table1_extra_file(label),
+                                                                                         index=False)
         modality_tests(pp, label).to_csv(out / table1_tests_file(label), index=False)
         written["tables"][f"table1_{label}"] = f"{AGGREGATE}/{table1_file(label)}"
         sub = trained_and_tested_on(pp, label)
@@ -301,6 +348,8 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
             written["figures"][f"dsc_by_modality_{label}"] = saved(fig, out / f"dsc_by_modality_{label}", figure_formats, results)
     if "dual" in set(pp.modality) and len(labels) > 1:
         text, mean, sd = table2(pp)
+        if theirs := family_table2(families):
+            text, mean, sd = (pd.concat([a, b]) for a, b in zip((text, mean, sd), theirs))
         text.to_csv(out / TABLE2)
         mean.to_csv(out / TABLE2_MEAN)
         sd.to_csv(out / TABLE2_SD)
@@ -329,7 +378,14 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
             out / LOCALISATION_PER_PATIENT)
     summary = summary_table(pp, ["modality", "train_label", "ground_truth"], TABLE1_METRICS + EXTRA_METRICS)
     summary.to_csv(out / SUMMARY_STATISTICS, index=False)
-    study_claims(results, pp, primary(raw, results)).to_csv(out / CLAIMS, index=False)
+    claims = study_claims(results, pp, primary(raw, results))
+    claims.to_csv(out / CLAIMS, index=False)
+    if families:  # the claims judged for each family alone, and which families each claim holds for
+        by_family = {OWN_FAMILY: claims, **{family: study_claims(results, rows, None) for family, rows in families.items()}}
+        pd.concat([t.assign(model_family=f) for f, t in by_family.items()], ignore_index=True).to_csv(
+            out / CLAIMS_BY_FAMILY, index=False)
+        claims_across_families(by_family).to_csv(out / CLAIMS_ACROSS_FAMILIES, index=False)
+        written["model_families"] = [OWN_FAMILY, *families]
     written["n_runs"] = int(raw.run_id.nunique())
     written["n_patients"] = int(raw.patient_id.nunique())
     written["empty_predictions"] = int(pp.get("empty_prediction", pd.Series(dtype=float)).fillna(0).astype(bool).sum())
@@ -337,9 +393,10 @@ def write_aggregate(results: str | os.PathLike, figure_formats=("png", "svg")) -
     return written
 
 
-def study_claims(results: Path, per_patient: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
-    """The claims table of a results folder (``evaluation.claims``): the primary rows averaged over seeds, each
-    seed's rows for the stability column, and the cohort QA's annotation agreement."""
+def study_claims(results: Path, per_patient: pd.DataFrame, per_run: pd.DataFrame | None) -> pd.DataFrame:
+    """The claims table of a results folder (``evaluation.claims``) for one model family: its primary rows averaged
+    over seeds, each seed's rows for the stability column (none: no stability column), and the cohort QA's
+    annotation agreement."""
     plan = json.loads((results / PLAN).read_text()) if (results / PLAN).exists() else {}
     cohort_json = results / plan["cohort"] if "cohort" in plan else None
     cohort_spec = json.loads(cohort_json.read_text()) if cohort_json is not None and cohort_json.is_file() else {}

@@ -35,6 +35,7 @@ def abstract(ctx: ReportContext) -> str:
              f"{ctx.profile.study.folds}-fold patient-wise cross-validation). With models trained and evaluated on "
              f"{label}, the mean patient-level 3D Dice was: {', '.join(parts)}.")
     mean = ctx.table(AGGREGATE, TABLE2_MEAN, index_col=0)
+    mean = mean[mean.index.astype(str).str.startswith("model ")] if len(mean) else mean  # our models, not others'
     if len(mean):
         cells = "; ".join(f"{r} on {c}: {100 * mean.loc[r, c]:.1f}%" for r in mean.index for c in mean.columns)
         text += f" Cross-evaluation of the dual-input models (3D DSC): {cells}."

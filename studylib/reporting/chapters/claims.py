@@ -1,4 +1,4 @@
-"""The report's What replicates chapter (report/index.qmd): the claims table."""
+"""The report's What replicates chapter (report/index.qmd): the claims table, and its verdicts per model family."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pandas as pd
 
 from ...evaluation.claims import VERDICT_RULES
 from ...evaluation.paper import load_paper
+from ...plans.results_folder import AGGREGATE, CLAIMS_ACROSS_FAMILIES
+from ...plans.runs import OWN_FAMILY
 from ..context import ReportContext
 from ..markdown import markdown_table
 
@@ -41,3 +43,19 @@ def claims_markdown(ctx: ReportContext) -> str:
             "then averaged, with its bootstrap CI at the family's level; 'paper' is the same difference from the "
             "paper's own table means.\n\n" + markdown_table(shown))
 
+
+
+def claims_per_family_markdown(ctx: ReportContext) -> str:
+    """Each claim's verdict for our U-Net and for every other model family scored into the results folder ('' when
+    none was): whether it holds (replicated) for ours, for the other, for both or for neither."""
+    t = ctx.table(AGGREGATE, CLAIMS_ACROSS_FAMILIES)
+    if t.empty:
+        return ""
+    families = [c.removeprefix("verdict_") for c in t.columns if c.startswith("verdict_")]
+    others = ", ".join(f"`{f}`" for f in families if f != OWN_FAMILY)
+    shown = t.drop(columns=["key"]).rename(columns={f"verdict_{f}": f for f in families} | {"holds_for": "holds for"})
+    return (f"The same claims judged by the same rules for each model family: our U-Net (`{OWN_FAMILY}`) and "
+            f"{others}, whose predictions of the same folds' test patients were scored by the same code "
+            "(`python -m studylib score`). A claim holds for a family when its verdict there is replicated; a family "
+            "without the inputs or labels a claim compares is not testable on it. Other families' rows are in "
+            "Tables 1-2 under their names.\n\n" + markdown_table(shown))

@@ -1,0 +1,116 @@
+"""The nnU-Net v2 baseline on the study's own folds: export the results folder (``nnunet_export``), plan and
+preprocess, train each fold on our training patients (nnU-Net validates on our validation patients), predict the
+fold's test patients and score them with ``score`` as the family ``nnunet_<configuration>``.
+
+nnU-Net runs in its own processes (``nnunet_driver.py``, in the interpreter that has nnunetv2: the ``[nnunet]``
+extra installs it beside petct-study), with ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` set
+for this results folder in the child's environment only, never in ours. A fold already scored with the same
+settings is skipped; an interrupted fold resumes from nnU-Net's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..plans.results_folder import EXTERNAL, EXTERNAL_RECORD, NNUNET, NNUNET_SPLITS
+from ..plans.runs import external_id
+from .nnunet_export import DEFAULT_DATASET_ID, export_nnunet
+from .score import ScoreRequest, score_predictions
+
+CONFIGURATIONS = ("2d", "3d_fullres")
+DRIVER = Path(__file__).with_name("nnunet_driver.py")
+
+
+@dataclass(frozen=True)
+class NnunetSettings:
+    """How nnU-Net is run; recorded with its scores (``score.json``: ``training``)."""
+
+    configuration: str = "2d"  # the paper's setting; or 3d_fullres
+    trainer: str = "nnUNetTrainer"  # a trainer class of nnU-Net, found by name (nnUNetTrainer_1epoch, ...)
+    epochs: int | None = None  # None: the trainer's own (nnUNetTrainer: 1000)
+    iterations_per_epoch: int | None = None  # None: the trainer's own (250); fewer for a CPU smoke test
+    device: str = "cuda"
+    modality: str = "dual"
+    pet_normalisation: str = "CT"
+    python: str = sys.executable  # the interpreter with nnunetv2
+    data_workers: int = 2  # nnU-Net's augmentation processes (nnUNet_n_proc_DA); 0: in the training process
+    mirroring: bool = True  # nnU-Net's test-time mirroring in validation and prediction (off: a CPU smoke test)
+
+    def family(self) -> str:
+        """The model family its scores are aggregated under: ``nnunet_2d``, ``nnunet_3d_fullres``."""
+        return f"nnunet_{self.configuration}"
+
+
+def nnunet_environment(results: Path, settings: NnunetSettings) -> dict[str, str]:
+    """The child process's environment: nnU-Net's three folders inside this results folder."""
+    base = results / NNUNET
+    return {**os.environ, "nnUNet_raw": str(base / "raw"), "nnUNet_preprocessed": str(base / "preprocessed"),
+            "nnUNet_results": str(base / "results"), "nnUNet_n_proc_DA": str(settings.data_workers),
+            "nnUNet_compile": "f" if settings.device == "cpu" else os.environ.get("nnUNet_compile", "t")}
+
+
+def drive(settings: NnunetSettings, env: dict[str, str], *args: str) -> None:
+    """Run one step of ``nnunet_driver.py`` in nnU-Net's interpreter (``-P``: this folder is not on its path)."""
+    subprocess.run([settings.python, "-P", str(DRIVER), *args], env=env, check=True)
+
+
+def nnunet_available(python: str = sys.executable) -> bool:
+    """Whether ``python`` can import nnunetv2."""
+    return subprocess.run([python, "-c", "import nnunetv2"], capture_output=True).returncode == 0
+
+
+def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list[int] | None = None,
+               targets: list[str] | None = None, dataset_id: int = DEFAULT_DATASET_ID) -> list[Path]:
+    """Train, predict and score nnU-Net for every (or the given) training target and fold; the scored folders."""
+    results = Path(results).resolve()
+    if settings.configuration not in CONFIGURATIONS:
+        raise ValueError(f"nnU-Net configuration '{settings.configuration}': one of {', '.join(CONFIGURATIONS)}")
+    if not nnunet_available(settings.python):
+        raise RuntimeError(f"{settings.python} cannot import nnunetv2: pip install -e '.[nnunet]' (or pass the "
+                           "Python of an environment that has it)")
+    env = nnunet_environment(results, settings)
+    datasets = export_nnunet(results, results / NNUNET / "raw", settings.modality, dataset_id,
+                             settings.pet_normalisation)
+    splits = json.loads((datasets[0] / NNUNET_SPLITS).read_text())
+    scored = []
+    for i, dataset in enumerate(datasets, start=1):
+        target = json.loads((dataset / "dataset.json").read_text())["labels"]
+        target = next(name for name, value in target.items() if value == 1)
+        if targets and target not in targets:
+            continue
+        # planning calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0
+        plan_env = {**env, "nnUNet_n_proc_DA": str(max(1, settings.data_workers))}
+        drive(settings, plan_env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
+        for fold in folds if folds is not None else range(len(splits)):
+            scored.append(run_fold(results, settings, env, dataset_id + i, dataset, target, fold))
+    return scored
+
+
+def run_fold(results: Path, settings: NnunetSettings, env: dict[str, str], dataset_id: int, dataset: Path,
+             target: str, fold: int) -> Path:
+    """One fold: trained and predicted by the driver, scored by ``score`` (skipped when scored with these settings)."""
+    family = settings.family()
+    done = results / EXTERNAL / external_id(family, settings.modality, target, fold) / EXTERNAL_RECORD
+    wanted = {k: v for k, v in asdict(settings).items() if k not in ("python", "data_workers")}
+    if done.exists() and json.loads(done.read_text()).get("training", {}).get("settings") == wanted:
+        return done.parent
+    predictions = results / NNUNET / "predictions" / family / target / f"fold{fold}"
+    record = predictions.with_name(f"fold{fold}.json")
+    args = ["train-predict", str(dataset_id), settings.configuration, str(fold), "--trainer", settings.trainer,
+            "--device", settings.device, "--test-images", str(dataset / "imagesTs" / f"fold{fold}"),
+            "--predictions", str(predictions), "--record", str(record)]
+    if settings.epochs is not None:
+        args += ["--epochs", str(settings.epochs)]
+    if settings.iterations_per_epoch is not None:
+        args += ["--iterations", str(settings.iterations_per_epoch)]
+    if not settings.mirroring:
+        args.append("--no-mirroring")
+    predictions.parent.mkdir(parents=True, exist_ok=True)
+    drive(settings, env, *args)
+    training = {"settings": wanted, **json.loads(record.read_text())}
+    return score_predictions(results, ScoreRequest(predictions, family, target, fold, settings.modality), training)
