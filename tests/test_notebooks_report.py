@@ -457,7 +457,7 @@ def test_multireader_study_side_by_side(tmp_path):
     assert count.GetSize() == tuple(load_cached(out / "cache", "P000").meta["ct_geometry"]["size"])
     assert sitk.GetArrayFromImage(count).max() <= 3
     suite = pd.read_csv(out / "aggregate" / "multirater_metrics.csv", dtype={"patient_id": str})
-    assert set(suite.method) == {"decoupled", "conditioned", "consensus", "union", "intersection"}
+    assert set(suite.method) == {"decoupled", "conditioned", "consensus", "union", "intersection", "vote_fraction"}
     assert suite.patient_id.nunique() == 6 and (suite.readers == 3).all()
     metrics = suite.groupby("method").metric.agg(set)
     assert "dice_each" in metrics["decoupled"] and "dice_each" in metrics["conditioned"]
