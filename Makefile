@@ -24,7 +24,7 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check studylib tests benchmarks tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10  # the slowest tests: the suite must stay under 15 minutes on 2 cores
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
