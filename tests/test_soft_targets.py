@@ -18,7 +18,7 @@ def test_soft_target_dice_is_minimal_at_the_soft_target(seed):
     p = y.clone().requires_grad_(True)
     loss = soft_target_dice_loss(p, y)
     loss.backward()
-    assert float(loss) == pytest.approx(0.0, abs=1e-7)
+    assert float(loss.detach()) == pytest.approx(0.0, abs=1e-7)
     assert float(p.grad.abs().max()) == 0.0  # stationary at p = y
     rng = np.random.default_rng(seed + 100)
     for _ in range(20):  # every nearby prediction scores worse
