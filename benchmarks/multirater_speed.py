@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from studylib.reporting.multirater import suite_rows
+from studylib.reporting.readers.multirater import suite_rows
 
 
 def lesion_reads(shape: tuple[int, int, int], count: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,7 +52,7 @@ def patient_seconds(shape: tuple[int, int, int], repeats: int = 3) -> float:
 def aggregation_share(results: Path) -> None:
     """Time ``write_aggregate`` and the suite alone on a copy of ``results`` (the folder itself is not touched)."""
     from studylib.reporting.aggregate import write_aggregate
-    from studylib.reporting.multirater import write_multirater_metrics
+    from studylib.reporting.readers.multirater import write_multirater_metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / results.name

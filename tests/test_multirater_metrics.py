@@ -265,7 +265,7 @@ def test_dice_each_needs_one_style_per_reader():
 
 def test_summary_per_method():
     """Per-patient rows of a style family and a single prediction: Dice_each and S_NCC only where defined."""
-    from studylib.reporting.multirater import multirater_summary, suite_rows
+    from studylib.reporting.readers.multirater import multirater_summary, suite_rows
 
     rows = []
     for seed in range(3):

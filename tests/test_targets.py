@@ -67,7 +67,11 @@ def test_style_input_changes_the_output_and_survives_warping():
 
 
 def test_disagreement_fraction_known_answers():
-    from studylib.reporting.disagreement import disagreement_fraction, disagreement_row, partial_agreement
+    from studylib.reporting.readers.disagreement import (
+        disagreement_fraction,
+        disagreement_row,
+        partial_agreement,
+    )
 
     a, b, c = _readers()
     readers = partial_agreement(vote_count([a, b, c]), 3)

@@ -90,7 +90,7 @@ def test_closest_supervision_decides_only_when_every_interval_lies_above_zero():
 def test_model_scores_pair_supervisions_on_common_patients_and_seeds():
     import pandas as pd
 
-    from studylib.reporting.truth_tables import model_scores
+    from studylib.reporting.readers.truth import model_scores
 
     rows = [{"modality": "dual", "train_label": label, "seed": seed, "patient_id": pid, "ground_truth": gt,
              "dsc": 0.1 * seed + (0.5 if label == "a" else 0.3)}
@@ -104,7 +104,7 @@ def test_model_scores_pair_supervisions_on_common_patients_and_seeds():
 def test_own_reader_differences_pair_each_style_with_its_readers_decoupled_model():
     import pandas as pd
 
-    from studylib.reporting.conditioned_tables import own_reader_differences
+    from studylib.reporting.readers.conditioned import own_reader_differences
 
     rows = []
     for pid, (c, d) in {"P1": (0.7, 0.6), "P2": (0.5, 0.55)}.items():

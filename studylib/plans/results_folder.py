@@ -68,17 +68,17 @@ PER_PATIENT_EXTERNAL = "per_patient_external.csv"  # the other families' rows (p
 CLAIMS_BY_FAMILY = "claims_by_family.csv"  # the claims table of every model family, ours first
 CLAIMS_ACROSS_FAMILIES = "claims_across_families.csv"  # per claim: each family's verdict, and which it holds for
 AGGREGATE_SUMMARY = "summary.json"
-# truth-anchored tables (synthetic cohorts with a truth mask and three or more readers; reporting/truth_tables.py)
+# truth-anchored tables (synthetic cohorts with a truth mask and three or more readers; reporting/readers/truth.py)
 TRUTH_STAPLE = "truth_staple.csv"  # per patient and reader: STAPLE's estimated vs the read's actual rates
 TRUTH_STAPLE_SUMMARY = "truth_staple_summary.csv"  # per reader and rate: mean error of STAPLE's estimate
 TRUTH_TARGETS_PER_PATIENT = "truth_targets_per_patient.csv"  # per patient: Dice of each target mask vs the truth
 TRUTH_DICE = "truth_dice.csv"  # per supervision: mean Dice vs the truth, paired intervals to the candidate
 TRUTH_VERDICT = "truth_verdict.csv"  # the decision rule applied: candidate, decided, tied set
-# calibration against reader disagreement (>= 3 readers; reporting/calibration_tables.py)
+# calibration against reader disagreement (>= 3 readers; reporting/readers/calibration.py)
 CALIBRATION = "calibration.csv"  # per test patient and model family: ECE, Brier, AUROC of reader disagreement
 CALIBRATION_BINS_TABLE = "calibration_bins.csv"  # pooled reliability bins per family
 CALIBRATION_SUMMARY = "calibration_summary.csv"  # per family: pooled ECE, mean Brier, pooled and mean AUROC
-# one conditioned network against K decoupled ones (reporting/conditioned_tables.py)
+# one conditioned network against K decoupled ones (reporting/readers/conditioned.py)
 CONDITIONED_NONINFERIORITY = "conditioned_noninferiority.csv"  # own-reader Dice, one-sided bound vs the margin
 CONDITIONED_COST = "conditioned_cost.csv"  # per fold: training seconds of the conditioned run and the K decoupled
 FIGURES_RECORD = "figures.json"

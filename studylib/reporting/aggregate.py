@@ -50,12 +50,12 @@ from ..plans.results_folder import (
 )
 from ..plans.runs import OWN_FAMILY, RunCell, RunParams, parse_run_id
 from ..training.models import own_ground_truth
-from .calibration_tables import write_calibration
-from .conditioned_tables import write_conditioned_tables
-from .disagreement import reader_study, write_disagreement, write_disagreement_figure
 from .figures import distribution_figure, heatmap_figure, saved, training_curves_figure
-from .multirater import write_multirater_metrics
-from .truth_tables import write_truth_tables
+from .readers.calibration import write_calibration
+from .readers.conditioned import write_conditioned_tables
+from .readers.disagreement import reader_study, write_disagreement, write_disagreement_figure
+from .readers.multirater import write_multirater_metrics
+from .readers.truth import write_truth_tables
 
 TABLE1_METRICS = ["dsc", "iou", "sensitivity", "specificity", "specificity_body"]
 EXTRA_METRICS = ["hd95", "assd", "nsd", "fp_volume_ml", "fn_volume_ml", "lesion_f1", "precision"]

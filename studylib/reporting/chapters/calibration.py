@@ -1,6 +1,6 @@
 """Calibration against reader disagreement (three or more readers): each model family's probability against the
 readers' vote fraction (ECE, Brier, reliability diagram) and its uncertainty as a detector of where readers disagree
-(AUROC, ROC). Reads ``aggregate/calibration*.csv`` (reporting/calibration_tables.py)."""
+(AUROC, ROC). Reads ``aggregate/calibration*.csv`` (reporting/readers/calibration.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 from ...evaluation.calibration import CALIBRATION_BINS
 from ...plans.results_folder import AGGREGATE, CALIBRATION_SUMMARY
 from ...training.models import MIN_READERS_FOR_PROBABILITIES
-from ..calibration_tables import FAMILIES
 from ..context import ReportContext
 from ..markdown import markdown_table
+from ..readers.calibration import FAMILIES
 
 
 def _number(value: float, digits: int = 3) -> str:

@@ -11,7 +11,7 @@ from ...ingest.modalities import MODALITY_NAMES
 from ...plans.results_folder import AGGREGATE, MULTIRATER_SUMMARY
 from ...preprocessing.targets import DERIVED_TARGETS
 from ..markdown import markdown_table
-from ..multirater import METRIC_ORDER
+from ..readers.multirater import METRIC_ORDER
 
 if TYPE_CHECKING:
     from ..context import ReportContext

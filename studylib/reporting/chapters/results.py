@@ -188,7 +188,7 @@ def readers_markdown(ctx: ReportContext) -> str:
 
 def disagreement_markdown(ctx: ReportContext) -> str:
     """Where readers disagree and where their style models disagree (``disagreement.csv``)."""
-    from ..disagreement import disagreement_summary
+    from ..readers.disagreement import disagreement_summary
 
     path = ctx.results / AGGREGATE / DISAGREEMENT
     table = pd.read_csv(path) if path.exists() else pd.DataFrame()

@@ -1,8 +1,8 @@
 """Truth-anchored answers (a synthetic cohort with three or more readers): STAPLE's estimates of each read's
 sensitivity and specificity against their actual values, and which supervision comes closest to the truth, with the
 decision rule printed before the numbers; and the one conditioned network against K decoupled ones (non-inferiority,
-training cost). Reads ``aggregate/truth_*.csv`` (reporting/truth_tables.py) and ``aggregate/conditioned_*.csv``
-(reporting/conditioned_tables.py)."""
+training cost). Reads ``aggregate/truth_*.csv`` (reporting/readers/truth.py) and ``aggregate/conditioned_*.csv``
+(reporting/readers/conditioned.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from ...plans.results_folder import (
     TRUTH_STAPLE_SUMMARY,
     TRUTH_VERDICT,
 )
-from ..conditioned_tables import NONINFERIORITY_LEVEL, NONINFERIORITY_RULE
 from ..context import ReportContext
 from ..markdown import markdown_table
-from ..truth_tables import MIN_READERS, MODELS
+from ..readers.conditioned import NONINFERIORITY_LEVEL, NONINFERIORITY_RULE
+from ..readers.truth import MIN_READERS, MODELS
 
 NOT_WRITTEN = ("No truth-anchored tables for this study: they need a synthetic cohort (whose truth mask is known) and "
                f"at least {MIN_READERS} readers (the `multirater` profile).\n")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..evaluation.statistics import non_inferiority
-from ..plans.results_folder import AGGREGATE, CONDITIONED_COST, CONDITIONED_NONINFERIORITY, RUN_TRAINING_LOG
-from ..training.models import CONDITIONED, conditioned_output
+from ...evaluation.statistics import non_inferiority
+from ...plans.results_folder import AGGREGATE, CONDITIONED_COST, CONDITIONED_NONINFERIORITY, RUN_TRAINING_LOG
+from ...training.models import CONDITIONED, conditioned_output
 
 NONINFERIORITY_MARGIN = 0.02  # Dice; fixed before the numbers
 NONINFERIORITY_LEVEL = 0.95  # one-sided

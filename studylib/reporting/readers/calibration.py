@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluation.calibration import (
+from ...evaluation.calibration import (
     CALIBRATION_BINS,
     binary_entropy,
     brier_score,
@@ -27,8 +27,8 @@ from ..evaluation.calibration import (
     readers_disagree,
     reliability_sums,
 )
-from ..inference.volume import foreground, prediction_file, prediction_stem, probability_stem
-from ..plans.results_folder import (
+from ...inference.volume import foreground, prediction_file, prediction_stem, probability_stem
+from ...plans.results_folder import (
     AGGREGATE,
     CALIBRATION,
     CALIBRATION_BINS_TABLE,
@@ -36,9 +36,9 @@ from ..plans.results_folder import (
     PREDICTIONS,
     RUNS,
 )
-from ..plans.runs import run_id
-from ..preprocessing.targets import STAPLE_MARGIN, VOTE_FRACTION, staple_box, vote_fraction
-from ..training.models import CONDITIONED, MIN_READERS_FOR_PROBABILITIES, conditioned_output
+from ...plans.runs import run_id
+from ...preprocessing.targets import STAPLE_MARGIN, VOTE_FRACTION, staple_box, vote_fraction
+from ...training.models import CONDITIONED, MIN_READERS_FOR_PROBABILITIES, conditioned_output
 from .disagreement import reader_study
 
 FAMILIES = {"decoupled": "decoupled models, averaged", "conditioned": "conditioned model's styles, averaged",
@@ -84,7 +84,7 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
     readers or no probability maps."""
     import SimpleITK as sitk
 
-    from .figures import reliability_figure, roc_figure, saved
+    from ..figures import reliability_figure, roc_figure, saved
 
     results = Path(results)
     study = reader_study(results)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..inference.volume import prediction_file, prediction_stem
-from ..plans.results_folder import (
+from ...inference.volume import prediction_file, prediction_stem
+from ...plans.results_folder import (
     AGGREGATE,
     CACHE,
     DISAGREEMENT,
@@ -30,9 +30,9 @@ from ..plans.results_folder import (
     RUNS,
     SPLITS,
 )
-from ..plans.runs import run_id
-from ..preprocessing.targets import vote_count
-from ..training.models import CONDITIONED, conditioned_output
+from ...plans.runs import run_id
+from ...preprocessing.targets import vote_count
+from ...training.models import CONDITIONED, conditioned_output
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ReaderStudy:
 
     def test_patients(self) -> Iterator[tuple[int, str, list[np.ndarray]]]:
         """(fold, patient id, the readers' masks in reader order) of every test patient holding every reader."""
-        from ..preprocessing.cache import load_native
+        from ...preprocessing.cache import load_native
 
         for fold, split in enumerate(self.splits):
             for pid in split["test"]:
@@ -60,8 +60,8 @@ class ReaderStudy:
 
 def reader_study(results: str | os.PathLike) -> ReaderStudy:
     """The primary setting of a prepared results folder, read from its profile snapshot, plan and splits."""
-    from ..ingest.cohort import load_cohort
-    from ..plans.profiles import load_profile
+    from ...ingest.cohort import load_cohort
+    from ...plans.profiles import load_profile
 
     results = Path(results)
     profile = load_profile(results / PROFILE_SNAPSHOT)
@@ -127,8 +127,8 @@ def write_disagreement(results: str | os.PathLike) -> pd.DataFrame:
     """
     import SimpleITK as sitk
 
-    from ..ingest.imageio import image_from_array, write_image
-    from ..preprocessing.cache import load_cached
+    from ...ingest.imageio import image_from_array, write_image
+    from ...preprocessing.cache import load_cached
 
     results = Path(results)
     study = reader_study(results)
@@ -164,7 +164,7 @@ def write_disagreement_figure(results: str | os.PathLike, pid: str, ct: np.ndarr
     each style-model family's count."""
     import SimpleITK as sitk
 
-    from .figures import disagreement_figure, saved
+    from ..figures import disagreement_figure, saved
 
     results = Path(results)
     folder = results / AGGREGATE / DISAGREEMENT_MAPS

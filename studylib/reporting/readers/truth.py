@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluation.metrics import confusion_counts, dice
-from ..evaluation.truth import box_mask, closest_supervision, estimate_error, read_rates
-from ..plans.results_folder import (
+from ...evaluation.metrics import confusion_counts, dice
+from ...evaluation.truth import box_mask, closest_supervision, estimate_error, read_rates
+from ...plans.results_folder import (
     AGGREGATE,
     CACHE,
     PLAN,
@@ -26,7 +26,7 @@ from ..plans.results_folder import (
     TRUTH_TARGETS_PER_PATIENT,
     TRUTH_VERDICT,
 )
-from ..preprocessing.targets import staple_estimate
+from ...preprocessing.targets import staple_estimate
 from .disagreement import reader_study
 
 TRUTH = "truth"  # the synthetic cohort's label holding the phantom's exact infected region
@@ -36,8 +36,8 @@ MODELS, TARGETS = "models trained on it", "the target mask itself"
 
 def study_readers(results: Path) -> tuple[list[str], list[str]]:
     """(the study's readers, every cached patient) of a results folder."""
-    from ..ingest.cohort import load_cohort
-    from ..preprocessing.cache import CACHE_NATIVE
+    from ...ingest.cohort import load_cohort
+    from ...preprocessing.cache import CACHE_NATIVE
 
     plan = json.loads((results / PLAN).read_text())
     cohort = load_cohort(results / plan["cohort"])
@@ -90,7 +90,7 @@ def staple_summary(staple: pd.DataFrame) -> pd.DataFrame:
 def write_truth_tables(results: str | os.PathLike, per_run: pd.DataFrame) -> dict:
     """``truth_staple.csv``, ``truth_targets_per_patient.csv``, ``truth_dice.csv`` and ``truth_verdict.csv`` in
     ``aggregate/`` (nothing when the cohort has no truth mask or fewer than ``MIN_READERS`` readers)."""
-    from ..preprocessing.cache import load_native
+    from ...preprocessing.cache import load_native
 
     results = Path(results)
     out = results / AGGREGATE

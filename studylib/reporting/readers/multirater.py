@@ -4,7 +4,7 @@ grid: ``aggregate/multirater_metrics.csv`` (one row per patient, method and metr
 A method is a set of predictions scored against the set of the readers' masks: the decoupled models (one per
 reader, in reader order), the conditioned model's styles (one per reader), and each consensus-target model (STAPLE
 consensus, union, intersection) as a single prediction. Primary seed and background setting, every test patient
-of every fold, as the disagreement maps (``reporting.disagreement``), whose loading this reuses.
+of every fold, as the disagreement maps (``reporting.readers.disagreement``), whose loading this reuses.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluation.multirater import multirater_suite, union_box
-from ..inference.volume import prediction_file
-from ..plans.results_folder import (
+from ...evaluation.multirater import multirater_suite, union_box
+from ...inference.volume import prediction_file
+from ...plans.results_folder import (
     AGGREGATE,
     MULTIRATER_METRICS,
     MULTIRATER_SUMMARY,
     PREDICTIONS,
     RUNS,
 )
-from ..plans.runs import run_id
-from ..preprocessing.targets import DERIVED_TARGETS
+from ...plans.runs import run_id
+from ...preprocessing.targets import DERIVED_TARGETS
 from .disagreement import reader_study, style_predictions
 
 BOX_MARGIN = 8  # voxels around the union of every mask (S_NCC's domain; see evaluation.multirater)
