@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modality", default="dual")
     p.add_argument("--pet-normalization", choices=["CT", "zscore"], default="CT")
     p.add_argument("--python", help="the Python that has nnunetv2 (default: this one)")
-    p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA)")
+    p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA); 0: no worker processes (also in prediction)")
     p.add_argument("--no-mirroring", action="store_true",
                    help="no test-time mirroring in validation and prediction (4x faster in 2D; a smoke test's budget)")
     p.set_defaults(func=_nnunet)

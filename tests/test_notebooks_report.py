@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -278,6 +279,9 @@ def _absolute_paths_in(folder: Path) -> list[str]:
     for path in folder.rglob("*"):
         if path.is_file() and path.suffix in {".json", ".csv", ".ipynb", ".yaml", ".log", ".md", ".html"}:
             text = path.read_text(errors="ignore")
+            if path.suffix == ".log":  # a log may quote an installed package's traceback (ipykernel's shutdown
+                # race, ipython/ipykernel#1518, logs one now and then): the environment's paths, not the folder's
+                text = text.replace(sys.prefix, "<env>").replace(sys.base_prefix, "<python>")
             for marker in (str(folder), str(ROOT), "/tmp/"):
                 # an absolute path starts the string or follows a quote, a space or '=' (not '..')
                 if re.search(r"(^|[\s\"'=(])" + re.escape(marker), text, re.M):

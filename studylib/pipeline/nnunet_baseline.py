@@ -38,7 +38,7 @@ class NnunetSettings:
     modality: str = "dual"
     pet_normalisation: str = "CT"
     python: str = sys.executable  # the interpreter with nnunetv2
-    data_workers: int = 2  # nnU-Net's augmentation processes (nnUNet_n_proc_DA); 0: in the training process
+    data_workers: int = 2  # nnU-Net's augmentation processes (nnUNet_n_proc_DA); 0: training and prediction in one process
     mirroring: bool = True  # nnU-Net's test-time mirroring in validation and prediction (off: a CPU smoke test)
 
     def family(self) -> str:

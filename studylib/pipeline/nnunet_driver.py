@@ -34,9 +34,12 @@ def console_script(name: str) -> str:
 def plan(dataset_id: int, configuration: str, raw_dataset: Path) -> None:
     """Fingerprint, plan and preprocess ``configuration``; our folds as nnU-Net's ``splits_final.json``."""
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / raw_dataset.name
+    # the caller's worker count for fingerprinting too: nnU-Net's default of 8 processes, each importing torch,
+    # costs more than it saves on a small machine
+    processes = os.environ.get("nnUNet_n_proc_DA", "1")
     if not (preprocessed / "nnUNetPlans.json").exists() or not any(preprocessed.glob(f"nnUNetPlans_{configuration}")):
         subprocess.run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
-                        "--verify_dataset_integrity", "-np", "1"], check=True)
+                        "--verify_dataset_integrity", "-np", processes, "-npfp", processes], check=True)
     shutil.copyfile(raw_dataset / "splits_final.json", preprocessed / "splits_final.json")
 
 
@@ -78,8 +81,12 @@ def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: s
     predictor.initialize_from_trained_model_folder(str(folder.parent), use_folds=(fold,),
                                                    checkpoint_name="checkpoint_final.pth")
     predictions.mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files(str(test_images), str(predictions), save_probabilities=False, overwrite=True,
-                                 num_processes_preprocessing=1, num_processes_segmentation_export=1)
+    if os.environ.get("nnUNet_n_proc_DA") == "0":  # no worker processes asked for: predict in this one
+        predictor.predict_from_files_sequential(str(test_images), str(predictions), save_probabilities=False,
+                                                overwrite=True)
+    else:
+        predictor.predict_from_files(str(test_images), str(predictions), save_probabilities=False, overwrite=True,
+                                     num_processes_preprocessing=1, num_processes_segmentation_export=1)
     cases = sorted(predictions.glob("*.nii.gz"))
     record.write_text(json.dumps({
         "trainer": trainer, "configuration": configuration, "fold": fold, "device": device,
