@@ -72,6 +72,7 @@ def test_scoring_our_own_predictions_reproduces_our_rows_and_joins_the_aggregate
     record = json.loads((study_copy / "external" / "copy_of_unet__dual__label_a__fold0" / "score.json").read_text())
     test = json.loads((study_copy / "splits.json").read_text())[0]["test"]
     assert record["patients"] == test and record["conversions"] == {} and record["mask_threshold"] == 0.5
+    assert record["predictions"] == "runs/dual__label_a__fold0__seed0__bg10/predictions"  # inside: travels with it
     assert "scored 3 test patients of fold 0 as copy_of_unet" in capsys.readouterr().out
 
     assert main(["aggregate", "--results", str(study_copy)]) == 0

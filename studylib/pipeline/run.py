@@ -72,7 +72,9 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         val = validation_volumes(cache_dir, fold["val"], channels, params.label)
     torch.manual_seed(params.seed)
     model = build_run_model(profile.model, len(channels), len(styles))
+    training_started = time.perf_counter()
     result = train_model(model, tx, ty, val, train, run_dir, progress=progress, soft_target=params.label in SOFT_TARGETS)
+    train_seconds = time.perf_counter() - training_started
     state = load_checkpoint(run_dir / RUN_BEST_CHECKPOINT)
     model.load_state_dict(state["model"])
     device = resolve_device(train.device)
@@ -81,11 +83,14 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
     pred_dir = run_dir / PREDICTIONS
     cell = {"run_id": params.run_id, "modality": params.modality, "train_label": params.label, "fold": params.fold,
             "seed": params.seed, "background_fraction": params.background_fraction}
+    predict_seconds = 0.0  # the forward passes and the restacking to the CT grid, not the files or the scoring
     for pid in fold["test"]:
         cached = load_cached(cache_dir, pid)
         labels, body = load_native(cache_dir, pid)
-        for model_name, probs in predict_styles(model, cached, channels, params.label, styles, device,
-                                                train.precision):
+        tick = time.perf_counter()
+        outputs = list(predict_styles(model, cached, channels, params.label, styles, device, train.precision))
+        predict_seconds += time.perf_counter() - tick
+        for model_name, probs in outputs:
             write_prediction(probs, cached.geometry, pred_dir, prediction_stem(pid, model_name, bool(styles)),
                              save_probabilities=keeps_probabilities(params.label, readers))
             for row in score_patient(probs, labels, body, cached.geometry.spacing_zyx, select, tolerance):
@@ -115,10 +120,22 @@ def execute_run(params: RunParams, progress: bool = True) -> dict:
         "execution": {"executor": os.environ.get(EXECUTOR_ENV, "in-process"),
                       "runs_per_gpu": int(os.environ.get(RUNS_PER_GPU_ENV, "0")) if device.type == "cuda" else 0,
                       **numerics_record(device, train.precision)},
+        # what a side-by-side comparison with another trainer needs (benchmarks/nnunet_side_by_side.py)
+        "train_seconds": train_seconds, "predict_seconds_per_patient": predict_seconds / max(1, len(fold["test"])),
+        **peak_memory_mb(device),
         "wall_seconds": time.perf_counter() - started,
     }
     write_if_changed(run_dir / RUN_SUMMARY, json.dumps(summary, indent=1))
     return summary
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """This process's peak resident memory and, on CUDA, the peak memory torch allocated (MiB)."""
+    import resource
+
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+    return {"peak_rss_mb": rss_kib / 1024, "peak_gpu_mb": gpu}
 
 
 def run_is_finished(params: RunParams) -> bool:

@@ -133,6 +133,13 @@ def read_prediction(path: Path, patient_id: str, ct: ImageGeometry, resample_nea
     return probabilities, [c for c in (regridded, converted) if c]
 
 
+def folder_reference(folder: Path, results: Path) -> str:
+    """A folder as a record names it: relative to the results folder when inside it (the folder travels), else
+    absolute."""
+    folder, results = Path(folder).resolve(), Path(results).resolve()
+    return os.path.relpath(folder, results) if folder.is_relative_to(results) else str(folder)
+
+
 def score_predictions(results: str | os.PathLike, request: ScoreRequest, training: dict | None = None) -> Path:
     """Score ``request``'s predictions into ``<results>/external/<id>/`` (``per_patient.csv``, ``score.json``).
 
@@ -185,7 +192,7 @@ def _score(results: Path, request: ScoreRequest, training: dict) -> Path:
     pd.DataFrame(rows).to_csv(out / RUN_PER_PATIENT, index=False)
     record = {"external_id": ident, "model_family": request.family, "train_label": request.target,
               "modality": request.modality, "fold": request.fold, "patients": list(files),
-              "predictions": str(request.predictions.resolve()), "naming": f"<patient_id>{PREDICTION_SUFFIX}",
+              "predictions": folder_reference(request.predictions, results), "naming": f"<patient_id>{PREDICTION_SUFFIX}",
               "mask_threshold": MASK_THRESHOLD, "resample_nearest": request.resample_nearest,
               "conversions": conversions, "nsd_tolerance_mm": tolerance, "mask_targets": select,
               "training": training}
