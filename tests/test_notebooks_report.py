@@ -55,6 +55,9 @@ def test_study_end_to_end_and_report(tiny_study):
     for run in (out / "runs").iterdir():
         summary = json.loads((run / "summary.json").read_text())
         assert summary["environment"]["git_commit"] and summary["wall_seconds"] > 0
+        # the cost a side-by-side comparison reads (benchmarks/nnunet_side_by_side.py)
+        assert 0 < summary["train_seconds"] < summary["wall_seconds"] and summary["predict_seconds_per_patient"] > 0
+        assert summary["peak_rss_mb"] > 100 and summary["peak_gpu_mb"] >= 0.0
         assert (run / "run.ipynb").exists() and list((run / "predictions").glob("*.nii.gz"))
     splits = json.loads((out / "splits.json").read_text())
     for fold in splits:
