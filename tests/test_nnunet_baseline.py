@@ -51,3 +51,6 @@ def test_nnunet_2d_tiny_budget_on_one_fold_joins_the_aggregate(tiny_study, tmp_p
     assert "Dual (CT+PET), nnunet_2d" in set(table1.input)
     across = pd.read_csv(results / "aggregate" / "claims_across_families.csv")
     assert {"verdict_unet", "verdict_nnunet_2d", "holds_for"} <= set(across.columns)
+    from studylib.reporting.chapters.claims import family_budget
+
+    assert family_budget(results, "nnunet_2d").startswith("nnUNetTrainer_1epoch, 2d, 1 epoch(s) of 2 iterations on cpu")

@@ -73,3 +73,46 @@ def test_export_refuses_bad_options(tiny_study, tmp_path, capsys, args, message)
     results, _ = tiny_study
     assert main(["export", "nnunet", "--results", str(results), "--out", str(tmp_path / "raw"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+class RecordingExecutor:
+    """An executor that runs nothing: it records the folds it is given and fails the ones it is told to."""
+
+    name, threads = "recording", 1
+
+    def __init__(self, failing: set[str]):
+        self.failing, self.items = failing, []
+
+    def record(self) -> dict:
+        return {"executor": self.name}
+
+    def execute(self, runs, run_one):
+        for item in runs:
+            self.items.append(item)
+            yield item, RuntimeError("no GPU left") if item.run_id in self.failing else None
+
+
+def test_nnunet_folds_go_to_the_study_executor(tiny_study, tmp_path, monkeypatch):
+    """Planning runs here; every (target, fold) goes to the executor as one picklable task (Ray ships them); a
+    failing fold is named after the others ran."""
+    import pickle
+    import shutil
+
+    from studylib.pipeline import nnunet_baseline
+    from studylib.pipeline.nnunet_baseline import NnunetSettings, run_nnunet, train_fold
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_study[0], results, ignore=shutil.ignore_patterns("*.pt", "*.ipynb"))
+    planned = []
+    monkeypatch.setattr(nnunet_baseline, "nnunet_available", lambda python: True)
+    monkeypatch.setattr(nnunet_baseline, "drive", lambda settings, env, *args: planned.append(args[:3]))
+    settings = NnunetSettings(device="cpu")
+    executor = RecordingExecutor(failing=set())
+    scored = run_nnunet(results, settings, executor=executor)
+    assert planned == [("plan", "501", "2d"), ("plan", "502", "2d")]  # each dataset planned before any fold
+    assert [p.name for p in scored] == [f"nnunet_2d__dual__{t}__fold{k}" for t in ("label_a", "label_b") for k in (0, 1)]
+    assert [(i.dataset_id, i.target, i.fold) for i in executor.items] == [
+        (501, "label_a", 0), (501, "label_a", 1), (502, "label_b", 0), (502, "label_b", 1)]
+    assert pickle.loads(pickle.dumps(executor.items[0])) == executor.items[0] and pickle.dumps(train_fold)
+    with pytest.raises(RuntimeError, match=r"nnunet_2d__dual__label_b__fold1: no GPU left"):
+        run_nnunet(results, settings, targets=["label_b"], executor=RecordingExecutor({"nnunet_2d__dual__label_b__fold1"}))

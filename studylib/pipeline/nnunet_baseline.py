@@ -5,7 +5,8 @@ fold's test patients and score them with ``score`` as the family ``nnunet_<confi
 nnU-Net runs in its own processes (``nnunet_driver.py``, in the interpreter that has nnunetv2: the ``[nnunet]``
 extra installs it beside petct-study), with ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` set
 for this results folder in the child's environment only, never in ours. A fold already scored with the same
-settings is skipped; an interrupted fold resumes from nnU-Net's last checkpoint.
+settings is skipped; an interrupted fold resumes from nnU-Net's last checkpoint. The folds run on the study's
+executors (``pipeline.executors``: local slots or Ray tasks), planning before them on this machine.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..plans.results_folder import EXTERNAL, EXTERNAL_RECORD, NNUNET, NNUNET_SPLITS
 from ..plans.runs import external_id
+from .executors import Executor, LocalExecutor
 from .nnunet_export import DEFAULT_DATASET_ID, export_nnunet
 from .score import ScoreRequest, score_predictions
 
@@ -64,9 +66,38 @@ def nnunet_available(python: str = sys.executable) -> bool:
     return subprocess.run([python, "-c", "import nnunetv2"], capture_output=True).returncode == 0
 
 
+@dataclass(frozen=True)
+class NnunetFold:
+    """One training target and fold of the baseline: what an executor runs (picklable, for Ray)."""
+
+    results: str
+    settings: NnunetSettings
+    dataset_id: int
+    dataset: str  # the raw dataset folder
+    target: str
+    fold: int
+
+    @property
+    def run_id(self) -> str:
+        """The scored folder's name (``external/<run_id>``), by which failures are reported."""
+        return external_id(self.settings.family(), self.settings.modality, self.target, self.fold)
+
+
+def train_fold(item: NnunetFold, executor_env: dict[str, str]) -> None:
+    """An executor's task: one fold trained, predicted and scored, in nnU-Net's environment with the executor's
+    on top (its threads, its GPU)."""
+    results = Path(item.results)
+    env = {**nnunet_environment(results, item.settings), **executor_env}
+    run_fold(results, item.settings, env, item.dataset_id, Path(item.dataset), item.target, item.fold)
+
+
 def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list[int] | None = None,
-               targets: list[str] | None = None, dataset_id: int = DEFAULT_DATASET_ID) -> list[Path]:
-    """Train, predict and score nnU-Net for every (or the given) training target and fold; the scored folders."""
+               targets: list[str] | None = None, dataset_id: int = DEFAULT_DATASET_ID,
+               executor: Executor | None = None) -> list[Path]:
+    """Train, predict and score nnU-Net for every (or the given) training target and fold; the scored folders.
+
+    Planning runs here, one dataset after the other; the folds then run on ``executor`` (default: one at a time on
+    this machine), as the study's runs do."""
     results = Path(results).resolve()
     if settings.configuration not in CONFIGURATIONS:
         raise ValueError(f"nnU-Net configuration '{settings.configuration}': one of {', '.join(CONFIGURATIONS)}")
@@ -77,7 +108,7 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
     datasets = export_nnunet(results, results / NNUNET / "raw", settings.modality, dataset_id,
                              settings.pet_normalisation)
     splits = json.loads((datasets[0] / NNUNET_SPLITS).read_text())
-    scored = []
+    items = []
     for i, dataset in enumerate(datasets, start=1):
         target = json.loads((dataset / "dataset.json").read_text())["labels"]
         target = next(name for name, value in target.items() if value == 1)
@@ -86,9 +117,13 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
         # planning calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0
         plan_env = {**env, "nnUNet_n_proc_DA": str(max(1, settings.data_workers))}
         drive(settings, plan_env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
-        for fold in folds if folds is not None else range(len(splits)):
-            scored.append(run_fold(results, settings, env, dataset_id + i, dataset, target, fold))
-    return scored
+        items += [NnunetFold(str(results), settings, dataset_id + i, str(dataset), target, fold)
+                  for fold in (folds if folds is not None else range(len(splits)))]
+    failures = {item.run_id: error for item, error in (executor or LocalExecutor(1)).execute(items, train_fold)
+                if error is not None}
+    if failures:  # after every fold ran: one failing fold must not lose the others
+        raise RuntimeError("nnU-Net folds failed: " + "; ".join(f"{k}: {v}" for k, v in sorted(failures.items())))
+    return [results / EXTERNAL / item.run_id for item in items]
 
 
 def run_fold(results: Path, settings: NnunetSettings, env: dict[str, str], dataset_id: int, dataset: Path,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
 from ...evaluation.claims import VERDICT_RULES
 from ...evaluation.paper import load_paper
-from ...plans.results_folder import AGGREGATE, CLAIMS_ACROSS_FAMILIES
-from ...plans.runs import OWN_FAMILY
+from ...plans.results_folder import AGGREGATE, CLAIMS_ACROSS_FAMILIES, EXTERNAL, EXTERNAL_RECORD
+from ...plans.runs import OWN_FAMILY, SEPARATOR
 from ..context import ReportContext
 from ..markdown import markdown_table
+
+NNUNET_DEFAULT_BUDGET = "1000 epochs of 250 iterations, test-time mirroring on"  # nnUNetTrainer's defaults
 
 
 def claims_markdown(ctx: ReportContext) -> str:
@@ -54,8 +59,28 @@ def claims_per_family_markdown(ctx: ReportContext) -> str:
     families = [c.removeprefix("verdict_") for c in t.columns if c.startswith("verdict_")]
     others = ", ".join(f"`{f}`" for f in families if f != OWN_FAMILY)
     shown = t.drop(columns=["key"]).rename(columns={f"verdict_{f}": f for f in families} | {"holds_for": "holds for"})
+    budgets = "\n".join(f"- `{f}`: {family_budget(ctx.results, f)}" for f in families if f != OWN_FAMILY)
     return (f"The same claims judged by the same rules for each model family: our U-Net (`{OWN_FAMILY}`) and "
             f"{others}, whose predictions of the same folds' test patients were scored by the same code "
             "(`python -m studylib score`). A claim holds for a family when its verdict there is replicated; a family "
             "without the inputs or labels a claim compares is not testable on it. Other families' rows are in "
-            "Tables 1-2 under their names.\n\n" + markdown_table(shown))
+            "Tables 1-2 under their names. A verdict says no more than the training behind it; as recorded with "
+            f"their scores (`external/*/score.json`):\n\n{budgets}\n\n" + markdown_table(shown))
+
+
+def family_budget(results: Path, family: str) -> str:
+    """How another family's scored folds were trained, from their ``score.json`` (``training``), in words."""
+    budgets = set()
+    for record in sorted((results / EXTERNAL).glob(f"{family}{SEPARATOR}*/{EXTERNAL_RECORD}")):
+        training = json.loads(record.read_text()).get("training") or {}
+        if not training:
+            budgets.add("predictions scored as given (no training recorded)")
+            continue
+        epochs, iterations = training.get("epochs"), training.get("iterations_per_epoch")
+        mirroring = "on" if training.get("test_time_mirroring", True) else "off"
+        budgets.add(f"{training.get('trainer')}, {training.get('configuration')}, {epochs} epoch(s) of {iterations} "
+                    f"iterations on {training.get('device')}, test-time mirroring {mirroring}")
+    text = "; ".join(sorted(budgets)) or "no record"
+    if family.startswith("nnunet_"):
+        text += f" (nnU-Net's own budget: {NNUNET_DEFAULT_BUDGET})"
+    return text
