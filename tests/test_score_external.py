@@ -103,6 +103,7 @@ def test_scoring_our_own_predictions_reproduces_our_rows_and_joins_the_aggregate
     text = claims_per_family_markdown(ReportContext.load(study_copy))
     assert "`copy_of_unet`" in text and "holds for" in text
     assert "- `copy_of_unet`: predictions scored as given (no training recorded)" in text  # what its verdicts rest on
+    assert "| unet | copy\\_of\\_unet | holds for |" in text  # family names as written, not as words
 
 
 def test_probabilities_are_thresholded_and_the_conversion_stated(study_copy, tmp_path, capsys):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import pandas as pd
 
 
-def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
+def markdown_table(df: pd.DataFrame, index: bool = False, names: Collection[str] = ()) -> str:
     """A pipe table whose column widths follow its content, so that it wraps inside the page in the PDF.
+
+    Column headers read as words (``n_patients`` -> ``n patients``), except those in ``names``: identifiers such
+    as a model family (``nnunet_2d``), shown as written.
 
     Pandoc gives a pipe table relative column widths from the dashes of its separator line when a row is wider
     than the page; the dashes here are proportional to each column's longest word-wrapped content (header
@@ -16,7 +20,7 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
     """
     if index:
         df = df.reset_index()
-    cols = [escape_markdown(str(c).replace("_", " ")) for c in df.columns]
+    cols = [escape_markdown(str(c) if c in names else str(c).replace("_", " ")) for c in df.columns]
     rows = [[breakable(escape_markdown(f"{v:.4g}" if isinstance(v, float) else str(v))) for v in row]
             for row in df.itertuples(index=False)]
     widths = []

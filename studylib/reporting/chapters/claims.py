@@ -65,7 +65,7 @@ def claims_per_family_markdown(ctx: ReportContext) -> str:
             "(`python -m studylib score`). A claim holds for a family when its verdict there is replicated; a family "
             "without the inputs or labels a claim compares is not testable on it. Other families' rows are in "
             "Tables 1-2 under their names. A verdict says no more than the training behind it; as recorded with "
-            f"their scores (`external/*/score.json`):\n\n{budgets}\n\n" + markdown_table(shown))
+            f"their scores (`external/*/score.json`):\n\n{budgets}\n\n" + markdown_table(shown, names=families))
 
 
 def family_budget(results: Path, family: str) -> str:
