@@ -25,7 +25,7 @@ import pandas as pd
 
 from studylib.pipeline.nnunet_baseline import CONFIGURATIONS, NnunetSettings, run_nnunet
 from studylib.plans.results_folder import EXTERNAL, EXTERNAL_RECORD, RUN_PER_PATIENT, RUN_SUMMARY, RUNS
-from studylib.plans.runs import external_id, read_plan
+from studylib.plans.runs import SEPARATOR, read_plan
 
 COST_KEYS = ("train_seconds", "predict_seconds_per_patient", "peak_rss_mb", "peak_gpu_mb")
 
@@ -40,7 +40,7 @@ def own_label_dice(per_patient: Path) -> float:
 def our_side(results: Path, modality: str, target: str, fold: int) -> dict | None:
     """Our planned runs of one input, target and fold (every seed, primary background): mean Dice, cost, epochs."""
     plan = read_plan(results)
-    prefix = f"{modality}__{target}__fold{fold}__"
+    prefix = SEPARATOR.join([modality, target, f"fold{fold}", ""])
     runs = [results / RUNS / r for r in plan["runs"] if r.startswith(prefix)
             and (results / RUNS / r / RUN_SUMMARY).exists()]
     if not runs:
@@ -55,12 +55,8 @@ def our_side(results: Path, modality: str, target: str, fold: int) -> dict | Non
     return row
 
 
-def nnunet_side(results: Path, family: str, modality: str, target: str, fold: int) -> dict | None:
-    """nnU-Net's scored fold: Dice, cost and budget from its ``score.json``."""
-    folder = results / EXTERNAL / external_id(family, modality, target, fold)
-    if not (folder / EXTERNAL_RECORD).exists():
-        return None
-    training = json.loads((folder / EXTERNAL_RECORD).read_text())["training"]
+def nnunet_side(folder: Path, training: dict) -> dict:
+    """nnU-Net's scored fold (``external/<id>``, its ``score.json``'s ``training``): Dice, cost and budget."""
     return {"dice": own_label_dice(folder / RUN_PER_PATIENT),
             "budget": f"{training['epochs']} epochs x {training['iterations_per_epoch']} iterations"
                       f"{'' if training['test_time_mirroring'] else ', no mirroring'}",
@@ -75,12 +71,13 @@ def ratio(numerator: float, denominator: float) -> float:
 def side_by_side(results: Path, family: str, modality: str) -> pd.DataFrame:
     """One row per target and fold that both sides have."""
     rows = []
-    for record in sorted((results / EXTERNAL).glob(f"{family}__{modality}__*/{EXTERNAL_RECORD}")):
+    for record in sorted((results / EXTERNAL).glob(f"{family}{SEPARATOR}{modality}{SEPARATOR}*/{EXTERNAL_RECORD}")):
         scored = json.loads(record.read_text())
         target, fold = scored["train_label"], int(scored["fold"])
-        ours, theirs = our_side(results, modality, target, fold), nnunet_side(results, family, modality, target, fold)
-        if ours is None or theirs is None:
+        ours = our_side(results, modality, target, fold)
+        if ours is None:
             continue
+        theirs = nnunet_side(record.parent, scored["training"])
         rows.append({"target": target, "fold": fold, "our_seeds": ours["seeds"], "our_budget": ours["budget"],
                      "nnunet_budget": theirs["budget"], "our_dice": ours["dice"], "nnunet_dice": theirs["dice"],
                      "dice_difference": theirs["dice"] - ours["dice"],

@@ -83,12 +83,6 @@ class NnunetFold:
         return external_id(self.settings.family(), self.settings.modality, self.target, self.fold)
 
 
-def train_fold(item: NnunetFold, executor_env: dict[str, str]) -> None:
-    """An executor's task: one fold trained, predicted and scored, in nnU-Net's environment with the executor's
-    on top (its threads, its GPU)."""
-    results = Path(item.results)
-    env = {**nnunet_environment(results, item.settings), **executor_env}
-    run_fold(results, item.settings, env, item.dataset_id, Path(item.dataset), item.target, item.fold)
 
 
 def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list[int] | None = None,
@@ -104,7 +98,8 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
     if not nnunet_available(settings.python):
         raise RuntimeError(f"{settings.python} cannot import nnunetv2: pip install -e '.[nnunet]' (or pass the "
                            "Python of an environment that has it)")
-    env = nnunet_environment(results, settings)
+    # planning calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0
+    plan_env = {**nnunet_environment(results, settings), "nnUNet_n_proc_DA": str(max(1, settings.data_workers))}
     datasets = export_nnunet(results, results / NNUNET / "raw", settings.modality, dataset_id,
                              settings.pet_normalisation)
     splits = json.loads((datasets[0] / NNUNET_SPLITS).read_text())
@@ -114,8 +109,6 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
         target = next(name for name, value in target.items() if value == 1)
         if targets and target not in targets:
             continue
-        # planning calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0
-        plan_env = {**env, "nnUNet_n_proc_DA": str(max(1, settings.data_workers))}
         drive(settings, plan_env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
         items += [NnunetFold(str(results), settings, dataset_id + i, str(dataset), target, fold)
                   for fold in (folds if folds is not None else range(len(splits)))]
@@ -126,18 +119,18 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
     return [results / EXTERNAL / item.run_id for item in items]
 
 
-def run_fold(results: Path, settings: NnunetSettings, env: dict[str, str], dataset_id: int, dataset: Path,
-             target: str, fold: int) -> Path:
-    """One fold: trained and predicted by the driver, scored by ``score`` (skipped when scored with these settings)."""
-    family = settings.family()
-    done = results / EXTERNAL / external_id(family, settings.modality, target, fold) / EXTERNAL_RECORD
+def train_fold(item: NnunetFold, executor_env: dict[str, str]) -> None:
+    """An executor's task: one fold trained and predicted by the driver, in nnU-Net's environment with the
+    executor's on top (its threads, its GPU), then scored by ``score`` (skipped when scored with these settings)."""
+    results, settings, fold = Path(item.results), item.settings, item.fold
+    done = results / EXTERNAL / item.run_id / EXTERNAL_RECORD
     wanted = {k: v for k, v in asdict(settings).items() if k not in ("python", "data_workers")}
     if done.exists() and json.loads(done.read_text()).get("training", {}).get("settings") == wanted:
-        return done.parent
-    predictions = results / NNUNET / "predictions" / family / target / f"fold{fold}"
+        return
+    predictions = results / NNUNET / "predictions" / settings.family() / item.target / f"fold{fold}"
     record = predictions.with_name(f"fold{fold}.json")
-    args = ["train-predict", str(dataset_id), settings.configuration, str(fold), "--trainer", settings.trainer,
-            "--device", settings.device, "--test-images", str(dataset / "imagesTs" / f"fold{fold}"),
+    args = ["train-predict", str(item.dataset_id), settings.configuration, str(fold), "--trainer", settings.trainer,
+            "--device", settings.device, "--test-images", str(Path(item.dataset) / "imagesTs" / f"fold{fold}"),
             "--predictions", str(predictions), "--record", str(record)]
     if settings.epochs is not None:
         args += ["--epochs", str(settings.epochs)]
@@ -146,6 +139,7 @@ def run_fold(results: Path, settings: NnunetSettings, env: dict[str, str], datas
     if not settings.mirroring:
         args.append("--no-mirroring")
     predictions.parent.mkdir(parents=True, exist_ok=True)
-    drive(settings, env, *args)
+    drive(settings, {**nnunet_environment(results, settings), **executor_env}, *args)
     training = {"settings": wanted, **json.loads(record.read_text())}
-    return score_predictions(results, ScoreRequest(predictions, family, target, fold, settings.modality), training)
+    score_predictions(results, ScoreRequest(predictions, settings.family(), item.target, fold, settings.modality),
+                      training)
