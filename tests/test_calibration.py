@@ -5,6 +5,7 @@ import pytest
 
 from studylib.evaluation.calibration import (
     CALIBRATION_BINS,
+    SortedScores,
     bin_index,
     binary_entropy,
     brier_score,
@@ -80,3 +81,25 @@ def test_known_answers():
     assert vote_fraction([a, b, c]) == pytest.approx([1, 1 / 3, 1 / 3, 0])
     assert list(readers_disagree(vote_fraction([a, b, c]))) == [False, True, True, False]
     assert np.isnan(disagreement_auroc(np.array([0.1, 0.2]), np.array([True, True])))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_roc_points_lie_on_sklearns_curve_and_enclose_the_auroc(seed):
+    """Every point drawn is the (FPR, TPR) of one threshold, counted here; with a point per distinct score the
+    trapezoids under the curve add up to the AUROC (ties included), as sklearn's curve does."""
+    from sklearn.metrics import auc, roc_curve
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    score = np.round(rng.random(n), int(rng.integers(1, 4)))  # rounding: many ties
+    y = rng.random(n) < rng.uniform(0.1, 0.6)
+    if not 0 < y.sum() < n:
+        y[0], y[-1] = True, False
+    ranked = SortedScores.of(score, y)
+    fpr, tpr = ranked.roc(points=5)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    for f, t in zip(fpr[1:-1], tpr[1:-1]):  # some threshold gives exactly this point
+        assert any(np.isclose(f, (score[~y] >= c).mean()) and np.isclose(t, (score[y] >= c).mean()) for c in score)
+    fpr, tpr = ranked.roc(points=10 * n)
+    sk_fpr, sk_tpr, _ = roc_curve(y, score)
+    assert auc(fpr, tpr) == pytest.approx(auc(sk_fpr, sk_tpr), abs=1e-12) == pytest.approx(ranked.auroc(), abs=1e-12)

@@ -10,6 +10,7 @@ fraction in place of the 0/1 label); Brier is the mean squared difference of pro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,16 +75,42 @@ def member_spread(members: Sequence[np.ndarray]) -> np.ndarray:
     return np.std(np.stack([np.asarray(m, float) for m in members]), axis=0)
 
 
+@dataclass(frozen=True)
+class SortedScores:
+    """A score's values on the voxels where readers disagree (positives) and on the rest (negatives), each sorted:
+    the one sort that both the AUROC and the ROC curve are read from."""
+
+    positives: np.ndarray
+    negatives: np.ndarray
+
+    @classmethod
+    def of(cls, score: np.ndarray, disagree: np.ndarray) -> SortedScores:
+        """Split ``score`` by ``disagree`` and sort each part (values unsorted, sort-only: no index array)."""
+        score, y = np.asarray(score).ravel(), np.asarray(disagree, bool).ravel()
+        return cls(np.sort(score[y]), np.sort(score[~y]))
+
+    def auroc(self) -> float:
+        """The Mann-Whitney AUROC, ties counting one half (NaN when either class is absent)."""
+        p, n = self.positives.size, self.negatives.size
+        if p == 0 or n == 0:
+            return float("nan")
+        below = np.searchsorted(self.negatives, self.positives, side="left").sum(dtype=np.float64)
+        tied = np.searchsorted(self.negatives, self.positives, side="right").sum(dtype=np.float64) - below
+        return float((below + tied / 2) / (p * n))
+
+    def roc(self, points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """(false-positive rate, true-positive rate) at up to ``points`` thresholds, each an exact point of the ROC
+        curve (scores >= threshold called positive), from (0, 0) to (1, 1)."""
+        picks = [part[np.linspace(0, part.size - 1, max(1, points // 2)).astype(int)]
+                 for part in (self.positives, self.negatives) if part.size]
+        thresholds = np.unique(np.concatenate(picks))[::-1]  # scores seen, evenly spaced in each class's order
+        tpr = 1 - np.searchsorted(self.positives, thresholds, side="left") / max(1, self.positives.size)
+        fpr = 1 - np.searchsorted(self.negatives, thresholds, side="left") / max(1, self.negatives.size)
+        return np.concatenate([[0.0], fpr, [1.0]]), np.concatenate([[0.0], tpr, [1.0]])
+
+
 def disagreement_auroc(score: np.ndarray, disagree: np.ndarray) -> float:
     """AUROC of a score for telling voxels where readers disagree from the rest (NaN when either class is absent):
-    the Mann-Whitney statistic from average ranks (ties count one half), what ``sklearn.metrics.roc_auc_score``
-    computes, with one sort of the voxels."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(disagree, bool).ravel()
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(np.asarray(score, float).ravel())
-    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    the Mann-Whitney statistic (ties count one half), what ``sklearn.metrics.roc_auc_score`` computes, counted by
+    binary search in the two sorted classes (an index sort of millions of voxels costs ten times more)."""
+    return SortedScores.of(score, disagree).auroc()

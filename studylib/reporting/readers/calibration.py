@@ -19,6 +19,7 @@ import pandas as pd
 
 from ...evaluation.calibration import (
     CALIBRATION_BINS,
+    SortedScores,
     binary_entropy,
     brier_score,
     disagreement_auroc,
@@ -43,6 +44,7 @@ from .disagreement import reader_study
 
 FAMILIES = {"decoupled": "decoupled models, averaged", "conditioned": "conditioned model's styles, averaged",
             VOTE_FRACTION: "vote-fraction model"}
+ROC_POINTS = 1000  # thresholds drawn per ROC curve
 RELIABILITY_FIGURE, ROC_FIGURE = "reliability_diagram", "disagreement_roc"  # figure stems in aggregate/
 SCORES = {"entropy": "entropy of the mean probability", "spread": "SD of the members' probabilities"}
 
@@ -131,9 +133,11 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
         for name in SCORES:
             if name in pooled[(modality, family)]:
                 score = np.concatenate(pooled[(modality, family)][name])
-                row[f"auroc_{name}_pooled"] = disagreement_auroc(score, disagree)
+                ranked = SortedScores.of(score, disagree)  # one sort for the AUROC and the ROC curve
+                row[f"auroc_{name}_pooled"] = ranked.auroc()
                 row[f"auroc_{name}_patient_mean"] = float(g[f"auroc_{name}"].mean())
-                curves[(modality, family, name)] = (score, disagree, row[f"auroc_{name}_pooled"])
+                if 0 < disagree.sum() < disagree.size:
+                    curves[(modality, family, name)] = (*ranked.roc(ROC_POINTS), row[f"auroc_{name}_pooled"])
         summary.append(row)
     pd.DataFrame(bins).to_csv(out / CALIBRATION_BINS_TABLE, index=False)
     pd.DataFrame(summary).to_csv(out / CALIBRATION_SUMMARY, index=False)
