@@ -101,11 +101,13 @@ def main() -> None:
     parser.add_argument("--target", action="append")
     parser.add_argument("--data-workers", type=int, default=2)
     parser.add_argument("--no-mirroring", action="store_true")
+    parser.add_argument("--memory-target-gb", type=float, help="nnU-Net's -gpu_memory_target (default: its 8 GB)")
     parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args()
     settings = NnunetSettings(configuration=args.configuration, trainer=args.trainer, epochs=args.epochs,
                               iterations_per_epoch=args.iterations, device=args.device, modality=args.modality,
-                              data_workers=args.data_workers, mirroring=not args.no_mirroring)
+                              data_workers=args.data_workers, mirroring=not args.no_mirroring,
+                              memory_target_gb=args.memory_target_gb)
     if args.train:
         run_nnunet(args.results, settings, args.fold, args.target)
     table = side_by_side(args.results.resolve(), settings.family(), args.modality)

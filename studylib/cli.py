@@ -142,7 +142,7 @@ def _nnunet(args) -> int:
 
     settings = NnunetSettings(args.configuration, args.trainer, args.epochs, args.iterations, args.device,
                               args.modality, args.pet_normalization, args.python or sys.executable, args.data_workers,
-                              not args.no_mirroring)
+                              not args.no_mirroring, args.memory_target_gb)
     for folder in run_nnunet(args.results, settings, args.fold, args.target, executor=_executor(args)):
         print(f"scored: {folder}")
     print(f"run `python -m studylib aggregate --results {args.results}` to add {settings.family()} to the tables")
@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-workers", type=int, default=2, help="nnU-Net augmentation processes (nnUNet_n_proc_DA); 0: no worker processes (also in prediction)")
     p.add_argument("--no-mirroring", action="store_true",
                    help="no test-time mirroring in validation and prediction (4x faster in 2D; a smoke test's budget)")
+    p.add_argument("--memory-target-gb", type=float,
+                   help="nnU-Net's -gpu_memory_target: plan smaller patches and batches for this much GPU memory "
+                        "(default: nnU-Net's 8 GB); on a CPU it sets the work per iteration")
     p.add_argument("--jobs", type=int, default=1, help="folds trained at once on this machine (default 1)")
     _add_executor_options(p)  # on Ray, --runs-per-gpu 1 gives each fold a whole GPU
     p.set_defaults(func=_nnunet)

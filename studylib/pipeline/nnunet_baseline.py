@@ -42,6 +42,11 @@ class NnunetSettings:
     python: str = sys.executable  # the interpreter with nnunetv2
     data_workers: int = 2  # nnU-Net's augmentation processes (nnUNet_n_proc_DA); 0: training and prediction in one process
     mirroring: bool = True  # nnU-Net's test-time mirroring in validation and prediction (off: a CPU smoke test)
+    memory_target_gb: float | None = None  # nnU-Net's -gpu_memory_target: smaller patches and batches (None: its 8 GB)
+
+    def plans(self) -> str:
+        """The plans' name: nnU-Net's default, or one named after the memory target (its own preprocessed data)."""
+        return "nnUNetPlans" if self.memory_target_gb is None else f"nnUNetPlans_{self.memory_target_gb:g}GB"
 
     def family(self) -> str:
         """The model family its scores are aggregated under: ``nnunet_2d``, ``nnunet_3d_fullres``."""
@@ -109,7 +114,10 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
         target = next(name for name, value in target.items() if value == 1)
         if targets and target not in targets:
             continue
-        drive(settings, plan_env, "plan", str(dataset_id + i), settings.configuration, str(dataset))
+        plan = ["plan", str(dataset_id + i), settings.configuration, str(dataset), "--plans", settings.plans()]
+        if settings.memory_target_gb is not None:
+            plan += ["--memory-target-gb", f"{settings.memory_target_gb:g}"]
+        drive(settings, plan_env, *plan)
         items += [NnunetFold(str(results), settings, dataset_id + i, str(dataset), target, fold)
                   for fold in (folds if folds is not None else range(len(splits)))]
     failures = {item.run_id: error for item, error in (executor or LocalExecutor(1)).execute(items, train_fold)
@@ -130,7 +138,7 @@ def train_fold(item: NnunetFold, executor_env: dict[str, str]) -> None:
     predictions = results / NNUNET / "predictions" / settings.family() / item.target / f"fold{fold}"
     record = predictions.with_name(f"fold{fold}.json")
     args = ["train-predict", str(item.dataset_id), settings.configuration, str(fold), "--trainer", settings.trainer,
-            "--device", settings.device, "--test-images", str(Path(item.dataset) / "imagesTs" / f"fold{fold}"),
+            "--device", settings.device, "--plans", settings.plans(), "--test-images", str(Path(item.dataset) / "imagesTs" / f"fold{fold}"),
             "--predictions", str(predictions), "--record", str(record)]
     if settings.epochs is not None:
         args += ["--epochs", str(settings.epochs)]

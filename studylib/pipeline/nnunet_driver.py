@@ -31,28 +31,33 @@ def console_script(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def plan(dataset_id: int, configuration: str, raw_dataset: Path) -> None:
-    """Fingerprint, plan and preprocess ``configuration``; our folds as nnU-Net's ``splits_final.json``."""
+def plan(dataset_id: int, configuration: str, raw_dataset: Path, plans: str = "nnUNetPlans",
+         memory_target_gb: float | None = None) -> None:
+    """Fingerprint, plan and preprocess ``configuration`` as ``plans`` (with ``memory_target_gb``: nnU-Net's
+    ``-gpu_memory_target``, under its own plans name); our folds as nnU-Net's ``splits_final.json``."""
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / raw_dataset.name
     # the caller's worker count for fingerprinting too: nnU-Net's default of 8 processes, each importing torch,
     # costs more than it saves on a small machine
     processes = os.environ.get("nnUNet_n_proc_DA", "1")
-    if not (preprocessed / "nnUNetPlans.json").exists() or not any(preprocessed.glob(f"nnUNetPlans_{configuration}")):
-        subprocess.run([console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
-                        "--verify_dataset_integrity", "-np", processes, "-npfp", processes], check=True)
+    if not (preprocessed / f"{plans}.json").exists() or not any(preprocessed.glob(f"{plans}_{configuration}")):
+        command = [console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
+                   "--verify_dataset_integrity", "-np", processes, "-npfp", processes]
+        if memory_target_gb is not None:
+            command += ["-gpu_memory_target", f"{memory_target_gb:g}", "-overwrite_plans_name", plans]
+        subprocess.run(command, check=True)
     shutil.copyfile(raw_dataset / "splits_final.json", preprocessed / "splits_final.json")
 
 
 def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: str, epochs: int | None,
                       iterations: int | None, device: str, test_images: Path, predictions: Path, record: Path,
-                      mirroring: bool = True) -> None:
+                      mirroring: bool = True, plans: str = "nnUNetPlans") -> None:
     """Train one fold (resumed from its last checkpoint, skipped when final), predict the test patients."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.run.run_training import get_trainer_from_args
 
     started = time.perf_counter()
-    network_trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer, "nnUNetPlans",
+    network_trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer, plans,
                                             device=torch.device(device))
     if epochs is not None:
         network_trainer.num_epochs = epochs
@@ -92,6 +97,8 @@ def train_and_predict(dataset_id: int, configuration: str, fold: int, trainer: s
         "trainer": trainer, "configuration": configuration, "fold": fold, "device": device,
         "epochs": network_trainer.num_epochs, "iterations_per_epoch": network_trainer.num_iterations_per_epoch,
         "val_iterations_per_epoch": network_trainer.num_val_iterations_per_epoch, "test_time_mirroring": mirroring,
+        "plans": plans, "batch_size": int(network_trainer.configuration_manager.batch_size),
+        "patch_size": [int(v) for v in network_trainer.configuration_manager.patch_size],
         "train_seconds": trained - started,
         "predict_seconds_per_patient": (time.perf_counter() - trained) / max(1, len(cases)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset_id", type=int)
     p.add_argument("configuration")
     p.add_argument("raw_dataset", type=Path)
+    p.add_argument("--plans", default="nnUNetPlans")
+    p.add_argument("--memory-target-gb", type=float)
     t = sub.add_parser("train-predict")
     t.add_argument("dataset_id", type=int)
     t.add_argument("configuration")
@@ -125,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--test-images", type=Path, required=True)
     t.add_argument("--predictions", type=Path, required=True)
     t.add_argument("--record", type=Path, required=True)
+    t.add_argument("--plans", default="nnUNetPlans")
     t.add_argument("--no-mirroring", action="store_true", help="no test-time mirroring (validation and test)")
     args = parser.parse_args(argv)
     if args.step == "plan":
-        plan(args.dataset_id, args.configuration, args.raw_dataset)
+        plan(args.dataset_id, args.configuration, args.raw_dataset, args.plans, args.memory_target_gb)
     else:
         train_and_predict(args.dataset_id, args.configuration, args.fold, args.trainer, args.epochs, args.iterations,
-                          args.device, args.test_images, args.predictions, args.record, not args.no_mirroring)
+                          args.device, args.test_images, args.predictions, args.record, not args.no_mirroring,
+                          args.plans)
     return 0
 
 

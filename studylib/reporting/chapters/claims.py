@@ -78,8 +78,14 @@ def family_budget(results: Path, family: str) -> str:
             continue
         epochs, iterations = training.get("epochs"), training.get("iterations_per_epoch")
         mirroring = "on" if training.get("test_time_mirroring", True) else "off"
+        batches = ""
+        if "batch_size" in training:  # recorded since the memory target became a setting
+            patch = "x".join(str(v) for v in training["patch_size"])
+            target = (training.get("settings") or {}).get("memory_target_gb")
+            batches = f" (batches of {training['batch_size']} patches of {patch}" + (
+                f", planned for {target:g} GB)" if target is not None else ")")
         budgets.add(f"{training.get('trainer')}, {training.get('configuration')}, {epochs} epoch(s) of {iterations} "
-                    f"iterations on {training.get('device')}, test-time mirroring {mirroring}")
+                    f"iterations{batches} on {training.get('device')}, test-time mirroring {mirroring}")
     text = "; ".join(sorted(budgets)) or "no record"
     if family.startswith("nnunet_"):
         text += f" (nnU-Net's own budget: {NNUNET_DEFAULT_BUDGET})"
