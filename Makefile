@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 RESULTS ?= results/quick
 PROFILE ?= quick
 JOBS ?= 2
+# pytest-xdist workers for make test: one runs the shared tiny study and its tests, the other the rest
+TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
@@ -24,7 +26,7 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check studylib tests benchmarks tools
-	$(BIN)/python -m pytest -q --durations=10  # the slowest tests: the suite must stay under 15 minutes on 2 cores
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10  # the slowest tests: the suite must stay under 15 minutes on 2 cores
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
