@@ -105,6 +105,12 @@ def test_fallback_report_renders_offline(tiny_study):
     assert "Table 1" in text and "Figure 1" in text and "@tbl-" not in text and "@fig-" not in text
     assert "nan" not in re.sub(r"<[^>]+>", " ", text).lower().split()
     assert "What replicates" in text and "Holm" in text
+    # every captioned table and figure holds something (a two-reader study has no truth or calibration tables: the
+    # float says so; an empty float made Quarto's typst writer fail)
+    rendered = nbformat.read(html.with_suffix(".ipynb"), as_version=4).cells
+    for before, caption in zip(rendered, rendered[1:]):
+        if caption.cell_type == "markdown" and re.match(r"\*\*(Table|Figure) \d+\.\*\*", caption.source):
+            assert before.source.strip() if before.cell_type == "markdown" else before.outputs, caption.source[:60]
     # every test patient has a viewer page beside the report, linked by a relative path, Niivue beside it
     pages = sorted(p.name for p in (html.parent / "viewer").glob("*.html"))
     assert pages == sorted(f"{pid}.html" for split in json.loads((out / "splits.json").read_text())

@@ -38,10 +38,11 @@ def markdown_table(df: pd.DataFrame, index: bool = False, names: Collection[str]
 
 
 def breakable(text: str) -> str:
-    """Allow line breaks after '_' and ';' in long identifiers (a zero-width space), so narrow cells wrap."""
+    """Allow line breaks after '_' and ';' in long identifiers and after the '-' of a range of numbers
+    (``[619.9-706.1]``) (a zero-width space), so narrow cells wrap instead of running into the next one."""
     if "](" in text or "`" in text:
         return text
-    return re.sub(r"(_|;)(?=\w)", "\\1\u200b", text)
+    return re.sub(r"(_|;|(?<=\d)-)(?=\w)", "\\1\u200b", text)
 
 
 def _first_table_line(lines: list[str]) -> int:
@@ -54,10 +55,15 @@ def intro_of(text: str) -> str:
     return "\n".join(lines[:_first_table_line(lines)]).strip() + "\n"
 
 
+NO_TABLE = "*No table for this study: the text above says why.*"
+
+
 def table_of(text: str) -> str:
-    """The tables of a section's Markdown, without the prose before the first one."""
+    """The tables of a section's Markdown, without the prose before the first one; ``NO_TABLE`` when it has none
+    (a captioned float must hold something: Quarto's typst writer fails on an empty one)."""
     lines = text.splitlines()
-    return "\n".join(lines[_first_table_line(lines):]) + "\n"
+    first = _first_table_line(lines)
+    return ("\n".join(lines[first:]) if first < len(lines) else NO_TABLE) + "\n"
 
 
 def escape_markdown(text: str) -> str:
