@@ -15,9 +15,9 @@ def test_ranges_and_identifiers_may_break_but_signs_and_links_stay():
     assert breakable("[a_b](x_y.html)") == "[a_b](x_y.html)"
 
 
-def test_wide_table_columns_follow_their_longest_unbreakable_word():
-    """An interval column of a wide table gets dashes for its longest piece after the range's break, so the PDF
-    (pandoc's relative widths) does not squeeze it below one number."""
+def test_a_wide_table_of_intervals_gets_equal_relative_widths():
+    """A table wider than the page gets a separator of at least 100 dashes (pandoc then uses relative widths), and
+    columns holding the same intervals get the same share."""
     df = pd.DataFrame({f"column {k}": ["659.1 [619.9-706.1]"] for k in range(6)})
     separator = markdown_table(df).splitlines()[1]
     dashes = [len(part) for part in separator.strip("|").split("|")]

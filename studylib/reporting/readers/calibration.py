@@ -136,7 +136,7 @@ def write_calibration(results: str | os.PathLike, figure_formats=("png", "svg"))
                 ranked = SortedScores.of(score, disagree)  # one sort for the AUROC and the ROC curve
                 row[f"auroc_{name}_pooled"] = ranked.auroc()
                 row[f"auroc_{name}_patient_mean"] = float(g[f"auroc_{name}"].mean())
-                if 0 < disagree.sum() < disagree.size:
+                if ranked.positives.size and ranked.negatives.size:  # both classes: a curve to draw
                     curves[(modality, family, name)] = (*ranked.roc(ROC_POINTS), row[f"auroc_{name}_pooled"])
         summary.append(row)
     pd.DataFrame(bins).to_csv(out / CALIBRATION_BINS_TABLE, index=False)
