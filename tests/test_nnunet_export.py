@@ -75,6 +75,15 @@ def test_export_refuses_bad_options(tiny_study, tmp_path, capsys, args, message)
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["0", "-1", "nan"])
+def test_nnunet_refuses_a_memory_target_that_is_not_positive(tmp_path, capsys, target):
+    """Refused before anything is exported or planned: one error line, nothing written."""
+    assert main(["nnunet", "--results", str(tmp_path), "--memory-target-gb", target, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "memory target" in err and "\n" not in err
+    assert not any(tmp_path.iterdir())
+
+
 class RecordingExecutor:
     """An executor that runs nothing: it records the folds it is given and fails the ones it is told to."""
 

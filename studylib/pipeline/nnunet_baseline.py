@@ -100,6 +100,8 @@ def run_nnunet(results: str | os.PathLike, settings: NnunetSettings, folds: list
     results = Path(results).resolve()
     if settings.configuration not in CONFIGURATIONS:
         raise ValueError(f"nnU-Net configuration '{settings.configuration}': one of {', '.join(CONFIGURATIONS)}")
+    if settings.memory_target_gb is not None and not settings.memory_target_gb > 0:
+        raise ValueError(f"nnU-Net memory target {settings.memory_target_gb:g} GB: must be a positive number of GB")
     if not nnunet_available(settings.python):
         raise RuntimeError(f"{settings.python} cannot import nnunetv2: pip install -e '.[nnunet]' (or pass the "
                            "Python of an environment that has it)")
